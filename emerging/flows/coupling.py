@@ -1,0 +1,112 @@
+"""Additive and affine coupling (Glow, section 3.3) with the original network.
+
+Data -> latent on [N, H, W, C]; z1 = x[..., :C/2], z2 = x[..., C/2:]:
+
+* additive (flow_coupling 0): z2' = z2 + f(z1),  f with C/2 outputs, log|det| = 0;
+* affine (flow_coupling 1): h = f(z1) with C outputs, shift = h[..., 0::2],
+  scale = sigmoid(h[..., 1::2] + 2), z2' = (z2 + shift) * scale,
+  log|det| = sum_{H, W, C/2} log(scale).  The bounded scale is what keeps
+  training stable (an unbounded exp scale diverges).
+
+f (`f1` in the original): 3x3 edge-bias conv -> width + actnorm -> ReLU ->
+1x1 conv -> width + actnorm -> ReLU -> zero-initialised 3x3 conv (`l_1`,
+`l_2`, `l_last`), so every coupling starts as the identity.
+"""
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from emerging.flows.base import FlowBijector, FlowLayer, check_nhwc, sum_event
+from emerging.flows.nn import Conv2dActnorm, Conv2dZeros
+
+COUPLINGS = {0: 'additive', 1: 'affine'}
+
+
+class CouplingNetwork(tf_keras.layers.Layer):
+    def __init__(self, width, n_out, rng=None, name='f1', **kwargs):
+        super().__init__(name=name, **kwargs)
+        rng = rng if rng is not None else np.random.default_rng()
+        self.l_1 = Conv2dActnorm(width, 3, rng=rng, name='l_1')
+        self.l_2 = Conv2dActnorm(width, 1, rng=rng, name='l_2')
+        self.l_last = Conv2dZeros(n_out, 3, name='l_last')
+
+    def build(self, input_shape):
+        hidden_shape = list(input_shape[:-1]) + [self.l_1.width]
+        self.l_1.build(input_shape)
+        self.l_2.build(hidden_shape)
+        self.l_last.build(hidden_shape)
+        self.built = True
+
+    def call(self, x):
+        h = tf.nn.relu(self.l_1(x))
+        h = tf.nn.relu(self.l_2(h))
+        return self.l_last(h)
+
+
+class CouplingBijector(FlowBijector):
+    """inverse (data -> latent): z2 <- z2 + f(z1) or (z2 + shift) * scale; forward undoes it."""
+
+    def __init__(self, network, affine, validate_args=False, name='coupling'):
+        parameters = dict(locals())
+        self._network = network
+        self._affine = bool(affine)
+        super().__init__(parameters=parameters, name=name, validate_args=validate_args)
+
+    def _halves(self, x):
+        half = x.shape[-1] // 2
+        return x[..., :half], x[..., half:]
+
+    def _shift_and_log_scale(self, z1):
+        h = self._network(z1)
+        if not self._affine:
+            return h, None
+        return h[..., 0::2], tf.math.log_sigmoid(h[..., 1::2] + 2.)
+
+    def inverse_and_log_det(self, y):
+        z1, z2 = self._halves(y)
+        shift, log_scale = self._shift_and_log_scale(z1)
+        if log_scale is None:
+            return tf.concat([z1, z2 + shift], axis=-1), tf.zeros([], y.dtype)
+        return tf.concat([z1, (z2 + shift) * tf.exp(log_scale)], axis=-1), sum_event(log_scale)
+
+    def forward_and_log_det(self, x):
+        z1, z2 = self._halves(x)
+        shift, log_scale = self._shift_and_log_scale(z1)
+        if log_scale is None:
+            return tf.concat([z1, z2 - shift], axis=-1), tf.zeros([], x.dtype)
+        return tf.concat([z1, z2 * tf.exp(-log_scale) - shift], axis=-1), -sum_event(log_scale)
+
+    def _inverse(self, y):
+        return self.inverse_and_log_det(y)[0]
+
+    def _inverse_log_det_jacobian(self, y):
+        return self.inverse_and_log_det(y)[1]
+
+    def _forward(self, x):
+        return self.forward_and_log_det(x)[0]
+
+    def _forward_log_det_jacobian(self, x):
+        return self.forward_and_log_det(x)[1]
+
+
+class Coupling(FlowLayer):
+    """Keras layer owning the coupling network `f1` (`l_1`, `l_2`, `l_last`)."""
+
+    def __init__(self, width, flow_coupling=0, rng=None, name='coupling', **kwargs):
+        if flow_coupling not in COUPLINGS:
+            raise ValueError(f'unknown flow_coupling {flow_coupling!r}; allowed: 0 (additive), 1 (affine)')
+        super().__init__(name=name, **kwargs)
+        self.affine = flow_coupling == 1
+        self.width = int(width)
+        self._rng = rng
+        self.network = None
+
+    def build(self, input_shape):
+        channels = check_nhwc(self.name, input_shape, even_channels=True)[-1]
+        n_out = channels if self.affine else channels // 2
+        self.network = CouplingNetwork(self.width, n_out, rng=self._rng, name='f1')
+        self.network.build(list(input_shape[:-1]) + [channels // 2])
+        self.built = True
+
+    def make_bijector(self):
+        return CouplingBijector(self.network, self.affine, name=self.name)

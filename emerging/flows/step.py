@@ -1,0 +1,68 @@
+"""One flow step: actnorm -> permutation (by flow_permutation) -> coupling.
+
+flow_permutation: 0 reverse, 1 shuffle, 2 1x1 conv, 3 1x1 conv + emerging
+conv, 4 periodic conv, 5 1x1 conv + autoregressive lower (maf1) + upper
+(maf2).  The reverse pass runs the exact inverses in reverse order.
+"""
+from emerging.flows.actnorm import ActNorm
+from emerging.flows.autoregressive import Autoregressive
+from emerging.flows.base import FlowChainBijector, FlowLayer
+from emerging.flows.conv1x1 import InvertibleConv1x1
+from emerging.flows.coupling import Coupling
+from emerging.flows.emerging_conv import EmergingConv
+from emerging.flows.periodic_conv import PeriodicConv
+from emerging.flows.permutations import Reverse, Shuffle
+
+
+def permutation_layers(flow_permutation, decomposition='', rng=None):
+    if flow_permutation == 0:
+        return [Reverse()]
+    if flow_permutation == 1:
+        return [Shuffle(rng=rng)]
+    if flow_permutation == 2:
+        return [InvertibleConv1x1(decomposition, rng=rng)]
+    if flow_permutation == 3:
+        return [InvertibleConv1x1(decomposition, rng=rng), EmergingConv(rng=rng)]
+    if flow_permutation == 4:
+        return [PeriodicConv(rng=rng)]
+    if flow_permutation == 5:
+        return [InvertibleConv1x1(decomposition, rng=rng), Autoregressive(upper=False, rng=rng),
+                Autoregressive(upper=True, rng=rng)]
+    raise ValueError(f'unknown flow_permutation {flow_permutation!r}; allowed: 0..5')
+
+
+class FlowStep(FlowLayer):
+    def __init__(self, width, flow_permutation=2, flow_coupling=0, decomposition='', rng=None,
+                 name='step', **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.actnorm = ActNorm(name='actnorm')
+        self.permutation = permutation_layers(flow_permutation, decomposition, rng)
+        self.coupling = Coupling(width, flow_coupling, rng=rng, name='coupling')
+
+    @property
+    def flow_layers(self):
+        return [self.actnorm, *self.permutation, self.coupling]
+
+    def build(self, input_shape):
+        for layer in self.flow_layers:
+            layer.build(input_shape)
+        self.built = True
+
+    def make_bijector(self):
+        return FlowChainBijector([layer.bijector for layer in self.flow_layers], name=self.name)
+
+    def forward(self, x, log_det):
+        for layer in self.flow_layers:
+            x, log_det = layer.forward(x, log_det)
+        return x, log_det
+
+    def reverse(self, z, log_det):
+        for layer in reversed(self.flow_layers):
+            z, log_det = layer.reverse(z, log_det)
+        return z, log_det
+
+    def parameter_counts(self):
+        counts = {}
+        for layer in self.flow_layers:
+            counts[layer.count_kind] = counts.get(layer.count_kind, 0) + layer.parameter_count()
+        return counts

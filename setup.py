@@ -1,0 +1,34 @@
+from setuptools import find_packages, setup
+
+REQUIREMENTS = [
+    'tensorflow==2.18.1',
+    'tensorflow-probability==0.25.0',
+    'tf-keras==2.18.0',
+    'keras==3.8.0',
+    'tensorflow-datasets==4.9.7',
+    'tensorflow-metadata==1.16.1',
+    'protobuf==5.29.5',
+    'googleapis-common-protos>=1.56,<1.67',
+    'absl-py>=2.1,<3',
+    'numpy>=1.26,<2.1',
+    'scipy>=1.11,<1.15',
+    'scikit-learn>=1.4,<1.7',
+    'Pillow>=10,<12',
+    'tqdm>=4.66,<5',
+    'matplotlib>=3.8,<3.10',
+]
+
+setup(
+    name='emerging',
+    version='0.1.0',
+    description='Emerging convolutions for generative normalizing flows: a TF2 / Keras / TFP port',
+    packages=find_packages(include=['emerging', 'emerging.*', 'data_utils', 'data_utils.*']),
+    py_modules=['train'],
+    python_requires='>=3.11,<3.12',
+    install_requires=REQUIREMENTS,
+    extras_require={
+        # built from source against the pinned TensorFlow; needs MPI (see scripts/setup.sh)
+        'horovod': ['horovod==0.28.1'],
+        'test': ['pytest>=8,<9'],
+    },
+)

@@ -1,0 +1,39 @@
+import numpy as np
+import tensorflow as tf
+
+from emerging.flows.actnorm import ActNorm
+from emerging.flows.base import data_dependent_init
+from tests.flows.flow_checks import check_flow_layer, perturb
+
+
+def test_actnorm_contract():
+    rng = np.random.default_rng(0)
+    layer = ActNorm()
+    layer.build([None, 4, 4, 4])
+    perturb(layer, rng, 0.3)
+    check_flow_layer(layer, [2, 4, 4, 4], rng)
+
+
+def test_data_dependent_init_normalises_and_runs_once():
+    rng = np.random.default_rng(1)
+    layer = ActNorm()
+    layer.build([None, 5, 5, 3])
+    x = tf.constant(rng.normal(3., 4., size=[64, 5, 5, 3]), tf.float32)
+    with data_dependent_init(layer):
+        z, _ = layer.forward(x, tf.zeros([64]))
+    np.testing.assert_allclose(tf.reduce_mean(z, axis=[0, 1, 2]).numpy(), 0., atol=1e-4)
+    np.testing.assert_allclose(tf.math.reduce_std(z, axis=[0, 1, 2]).numpy(), 1., atol=1e-3)
+    # logs is stored divided by the logscale factor 3
+    np.testing.assert_allclose(layer.logs.numpy() * 3., -np.log(np.std(x.numpy(), axis=(0, 1, 2)) + 1e-6)[None, None, None],
+                               rtol=1e-3)
+    before = layer.bias.numpy().copy()
+    layer.forward(x * 10., tf.zeros([64]))  # outside the context: no re-initialisation
+    np.testing.assert_array_equal(layer.bias.numpy(), before)
+
+
+def test_actnorm_log_det_is_hw_sum_logs():
+    layer = ActNorm()
+    layer.build([None, 3, 5, 2])
+    layer.logs.assign(tf.constant([[[[0.1, -0.2]]]]))
+    _, log_det = layer.forward(tf.ones([1, 3, 5, 2]), tf.zeros([1]))
+    np.testing.assert_allclose(log_det.numpy(), [15 * 3 * (0.1 - 0.2)], rtol=1e-5)
