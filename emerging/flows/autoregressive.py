@@ -79,7 +79,7 @@ class AutoregressiveBijector(FlowBijector):
                 raise ValueError(f'{name}: kernel shapes must be {[m.shape for m in masks]}, '
                                  f'got {[tuple(k.shape) for k in kernels]}')
         self._kernels, self._biases = list(kernels), list(biases)
-        self._masks = [tf.constant(m) for m in masks]
+        self._masks = masks  # numpy: the cached bijector may be first built inside a tf.function
         self._upper = bool(upper)
         super().__init__(parameters=parameters, name=name, validate_args=validate_args)
 

@@ -22,7 +22,8 @@ system, then the W1 system.  For the W1 system a pixel (i, j) depends only on
 i+j+2.  The image is stored "skewed", one row per anti-diagonal
 (S[d, i] = x[i, d - i]), and the anti-diagonals are solved from the last to
 the first: every pixel of one anti-diagonal at once, the neighbours' terms
-subtracted with one matmul, then a triangular solve over channels.  That is
+subtracted with one matmul against [R; B; D] A^-1, where A is the triangular
+centre tap and A^-1 comes from one triangular solve over channels.  That is
 back-substitution in a valid order (exact, like the original's per-pixel
 Cython loop) with H + W - 1 sequential steps instead of H * W * C.  The W2
 system is the same after flipping H and W.  The solve runs in the input's
@@ -60,46 +61,48 @@ def _skew_tables(height, width):
     return skew, valid, unskew
 
 
-def _shift_up(v):
-    """v[:, i] <- v[:, i + 1], zero past the last row ([N, H, C])."""
-    return tf.concat([v[:, 1:], tf.zeros_like(v[:, :1])], axis=1)
-
-
 def solve_later_dependent(y, centre, right, below, below_right, centre_lower):
     """Solve, for x, the system
 
         y[i, j] = x[i, j] A + x[i, j+1] R + x[i+1, j] B + x[i+1, j+1] D
 
     (row vectors over channels, zero outside the image, A triangular) by
-    back-substitution over anti-diagonals, last first.  y: [N, H, W, C]."""
+    back-substitution over anti-diagonals, last first.  y: [N, H, W, C].
+
+    In the skewed layout (one row per anti-diagonal d, indexed by the image
+    row i, plus one always-zero padding row so that "row i + 1" is a roll),
+    x_d = y_d A^-1 - [x_{d+1}, up(x_{d+1}), up(x_{d+2})] [R; B; D] A^-1:
+    one matmul per step.  A^-1 comes from a triangular solve; y A^-1 is
+    applied to all diagonals at once."""
     height, width, channels = y.shape[1], y.shape[2], y.shape[3]
     skew, valid, unskew = _skew_tables(height, width)
     n_diag = height + width - 1
+    rows = height + 1
     batch = tf.shape(y)[0]
     flat = tf.reshape(y, [batch, height * width, channels])
     flat = tf.concat([flat, tf.zeros_like(flat[:, :1])], axis=1)
-    y_skew = tf.gather(flat, skew.reshape(-1), axis=1)
-    y_skew = tf.transpose(tf.reshape(y_skew, [batch, n_diag, height, channels]), [1, 0, 2, 3])
-    neighbours = tf.concat([right, below, below_right], axis=0)  # [3C, C]
-    valid = tf.constant(valid[:, :, np.newaxis], y.dtype)
-
-    def solve_diagonal(d, prev1, prev2):
-        stacked = tf.concat([prev1, _shift_up(prev1), _shift_up(prev2)], axis=-1)
-        rhs = y_skew[d] - tf.einsum('nhk,kc->nhc', stacked, neighbours)
-        # x A = rhs  <=>  A^T x^T = rhs^T
-        rhs_t = tf.transpose(tf.reshape(rhs, [-1, channels]))
-        x_t = tf.linalg.triangular_solve(centre, rhs_t, lower=centre_lower, adjoint=True)
-        return tf.reshape(tf.transpose(x_t), [batch, height, channels]) * valid[d]
-
-    def body(d, prev1, prev2, solved):
-        x_d = solve_diagonal(d, prev1, prev2)
-        return d - 1, x_d, prev1, solved.write(d, x_d)
-
-    zeros = tf.zeros([batch, height, channels], y.dtype)
-    solved = tf.TensorArray(y.dtype, size=n_diag, element_shape=[None, height, channels])
-    _, _, _, solved = tf.while_loop(
-        lambda d, *_: d >= 0, body, (tf.constant(n_diag - 1), zeros, zeros, solved))
-    x_skew = tf.reshape(tf.transpose(solved.stack(), [1, 0, 2, 3]), [batch, n_diag * height, channels])
+    # skew with the padding row: [D, rows] indices into the H*W pixels + the zero pixel
+    skew = np.concatenate([skew, np.full([n_diag, 1], height * width, np.int32)], axis=1)
+    y_skew = tf.transpose(tf.gather(flat, skew, axis=1), [1, 0, 2, 3])  # [D, N, rows, C]
+    centre_inverse = tf.linalg.triangular_solve(centre, tf.eye(channels, dtype=y.dtype), lower=centre_lower)
+    # [R; B; D] A^-1, applied to [x_{d+1}, up(x_{d+1}), up(x_{d+2})]
+    coupling = tf.concat([right, below, below_right], axis=0) @ centre_inverse
+    y_solved = tf.unstack(tf.reshape(y_skew, [n_diag, -1, channels]) @ centre_inverse)  # D x [N * rows, C]
+    valid = np.concatenate([valid, np.zeros([n_diag, 1], np.float32)], axis=1)
+    valid = tf.unstack(tf.reshape(tf.tile(tf.constant(valid[:, np.newaxis, :, np.newaxis], y.dtype),
+                                          [1, batch, 1, 1]), [n_diag, -1, 1]))
+    # Unrolled: H + W - 1 static steps of five ops each (a while_loop costs more per step on CPU).
+    previous = tf.zeros_like(y_solved[0])
+    previous_up = previous_up2 = previous
+    solved = [None] * n_diag
+    for d in reversed(range(n_diag)):
+        neighbours = tf.concat([previous, previous_up, previous_up2], axis=1)
+        x_d = (y_solved[d] - tf.matmul(neighbours, coupling)) * valid[d]
+        # the padding row is zero, so rolling the flat [N * rows, C] rows by one is "row i + 1"
+        previous, previous_up2, previous_up = x_d, previous_up, tf.roll(x_d, shift=-1, axis=0)
+        solved[d] = x_d
+    x_skew = tf.reshape(tf.stack(solved), [n_diag, batch, rows, channels])[:, :, :height]
+    x_skew = tf.reshape(tf.transpose(x_skew, [1, 0, 2, 3]), [batch, n_diag * height, channels])
     return tf.reshape(tf.gather(x_skew, unskew, axis=1), [batch, height, width, channels])
 
 
@@ -112,8 +115,9 @@ class EmergingConvBijector(FlowBijector):
         if tuple(w1.shape) != (KERNEL_SIZE, KERNEL_SIZE, channels, channels) or w2.shape != w1.shape:
             raise ValueError(f'{name}: W1 and W2 must both be [3, 3, C, C], got {w1.shape} and {w2.shape}')
         self._w1, self._w2, self._bias = w1, w2, bias
-        self._mask1 = tf.constant(square_ar_mask(channels))
-        self._mask2 = tf.constant(square_ar_mask(channels)[::-1, ::-1, ::-1, ::-1].copy())
+        # numpy, not tensors: the bijector is cached and may be first built inside a tf.function
+        self._mask1 = square_ar_mask(channels)
+        self._mask2 = self._mask1[::-1, ::-1, ::-1, ::-1].copy()
         super().__init__(parameters=parameters, name=name, validate_args=validate_args,
                          is_constant_jacobian=True)
 

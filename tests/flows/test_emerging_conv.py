@@ -3,34 +3,8 @@ import pytest
 import tensorflow as tf
 
 from emerging.flows.emerging_conv import EmergingConv, EmergingConvBijector, square_ar_mask
+from emerging.testing import sequential_emerging_inverse
 from tests.flows.flow_checks import check_flow_layer
-
-
-def sequential_solve(y, kernel, order_reversed):
-    """Reference: plain back-substitution pixel by pixel and channel by channel
-    (the original's Cython loop), float64, for a SAME 3x3 conv with a masked
-    kernel that is triangular in (row, column, channel) order."""
-    n, h, w, c = y.shape
-    x = np.zeros_like(y, dtype=np.float64)
-    pixels = [(i, j) for i in range(h) for j in range(w)]
-    channels = list(range(c))
-    if order_reversed:
-        pixels = pixels[::-1]
-    else:
-        channels = channels[::-1]
-    for i, j in pixels:
-        for co in channels:
-            acc = np.zeros(n)
-            for dh in range(3):
-                for dw in range(3):
-                    ii, jj = i + dh - 1, j + dw - 1
-                    if 0 <= ii < h and 0 <= jj < w:
-                        k = kernel[dh, dw, :, co].copy()
-                        if dh == 1 and dw == 1:
-                            k[co] = 0.
-                        acc += x[:, ii, jj, :] @ k
-            x[:, i, j, co] = (y[:, i, j, co] - acc) / kernel[1, 1, co, co]
-    return x
 
 
 def make_layer(rng, shape, off_centre_scale):
@@ -67,9 +41,7 @@ def test_inverse_equals_sequential_back_substitution(scale):
     x, _ = layer.reverse(tf.constant(z), tf.zeros([3]))
     k1 = (layer.w1.numpy() * square_ar_mask(4)).astype(np.float64)
     k2 = (layer.w2.numpy() * square_ar_mask(4)[::-1, ::-1, ::-1, ::-1]).astype(np.float64)
-    h = z.astype(np.float64) - layer.b.numpy()
-    h = sequential_solve(h, k2, order_reversed=False)
-    reference = sequential_solve(h, k1, order_reversed=True)
+    reference = sequential_emerging_inverse(z, k1, k2, layer.b.numpy())
     scale_of_solution = max(1., np.abs(reference).max())
     np.testing.assert_allclose(x.numpy(), reference, atol=1e-4 * scale_of_solution)
 

@@ -1,0 +1,71 @@
+"""Times the in-graph emerging-convolution inverse against (a) the sequential
+per-pixel, per-channel back-substitution the original ran (NumPy, vectorised
+over the batch only) and (b) one forward pass of the same layer (the floor).
+
+    python scripts/bench_inverse.py [--batch 100] [--repeats 5] [--xla]
+
+Prints a table and, last, `min speedup vs reference: <X>x, max inverse/forward: <Y>x, max abs error: <E>`.
+"""
+import argparse
+import os
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from emerging.flows.emerging_conv import EmergingConv, square_ar_mask  # noqa: E402
+from emerging.testing import sequential_emerging_inverse  # noqa: E402
+
+SIZES = [(16, 16, 12), (8, 8, 24), (4, 4, 48)]
+
+
+def best_time(fn, repeats):
+    fn()  # warm-up (tracing, compilation)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--batch', type=int, default=100)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--xla', action='store_true', help='jit_compile the inverse and forward')
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    print(f'device: {tf.config.list_logical_devices()[-1].device_type}, batch {args.batch}, xla {args.xla}')
+    print(f'{"size":>10} | {"reference s":>11} | {"inverse s":>9} | {"forward s":>9} | '
+          f'{"speedup":>8} | {"inv/fwd":>7} | {"max err":>8}')
+    speedups, ratios, errors = [], [], []
+    for height, width, channels in SIZES:
+        layer = EmergingConv(rng=rng)
+        layer.build([None, height, width, channels])
+        z = tf.constant(rng.normal(size=[args.batch, height, width, channels]), tf.float32)
+        zeros = tf.zeros([args.batch])
+        inverse = tf.function(lambda t: layer.reverse(t, zeros)[0], jit_compile=args.xla)
+        forward = tf.function(lambda t: layer.forward(t, zeros)[0], jit_compile=args.xla)
+        k1 = layer.w1.numpy() * square_ar_mask(channels)
+        k2 = layer.w2.numpy() * square_ar_mask(channels)[::-1, ::-1, ::-1, ::-1]
+        z_np = z.numpy()
+        start = time.perf_counter()
+        reference = sequential_emerging_inverse(z_np, k1, k2, layer.b.numpy())
+        t_ref = time.perf_counter() - start
+        t_inv = best_time(lambda: inverse(z).numpy(), args.repeats)
+        t_fwd = best_time(lambda: forward(z).numpy(), args.repeats)
+        error = float(np.abs(inverse(z).numpy() - reference).max())
+        speedups.append(t_ref / t_inv)
+        ratios.append(t_inv / t_fwd)
+        errors.append(error)
+        print(f'{height:>3}x{width}x{channels:<3} | {t_ref:11.4f} | {t_inv:9.4f} | {t_fwd:9.4f} | '
+              f'{speedups[-1]:7.1f}x | {ratios[-1]:6.2f}x | {error:8.1e}')
+    print(f'min speedup vs reference: {min(speedups):.1f}x, max inverse/forward: {max(ratios):.2f}x, '
+          f'max abs error: {max(errors):.1e}')
+
+
+if __name__ == '__main__':
+    main()
