@@ -1,0 +1,123 @@
+"""Glow-format TFRecord shards: writing, checking and reading (SPEC section 2).
+
+Files: {data_dir}/{split}/{split}-r{log2(res):02d}-s-{i:04d}-of-{n:04d}.tfrecords,
+split in {train, validation}; each record has `shape` int64[3], `data` bytes
+(raw uint8 HWC) and `label` int64[1].
+"""
+import glob
+import math
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+SPLITS = ('train', 'validation')
+
+
+def shard_name(split, resolution, index, n_shards):
+    return f'{split}-r{int(math.log2(resolution)):02d}-s-{index:04d}-of-{n_shards:04d}.tfrecords'
+
+
+def shard_pattern(data_dir, split, resolution):
+    return os.path.join(data_dir, split, f'{split}-r{int(math.log2(resolution)):02d}-s-*-of-*.tfrecords')
+
+
+def write_shards(images, labels, data_dir, split, n_shards=1):
+    """Write uint8 [N, H, W, C] images and int labels as Glow-format shards; returns the paths."""
+    images = np.asarray(images, np.uint8)
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    if images.ndim != 4 or images.shape[1] != images.shape[2]:
+        raise ValueError(f'images must be square uint8 [N, H, W, C], got shape {images.shape}')
+    if len(labels) != len(images):
+        raise ValueError(f'{len(images)} images but {len(labels)} labels')
+    resolution = images.shape[1]
+    if resolution & (resolution - 1):
+        raise ValueError(f'image size must be a power of two for the file name, got {resolution}')
+    os.makedirs(os.path.join(data_dir, split), exist_ok=True)
+    paths = []
+    for index, chunk in enumerate(np.array_split(np.arange(len(images)), n_shards)):
+        path = os.path.join(data_dir, split, shard_name(split, resolution, index, n_shards))
+        with tf.io.TFRecordWriter(path) as writer:
+            for i in chunk:
+                feature = {
+                    'shape': tf.train.Feature(int64_list=tf.train.Int64List(value=list(images[i].shape))),
+                    'data': tf.train.Feature(bytes_list=tf.train.BytesList(value=[images[i].tobytes()])),
+                    'label': tf.train.Feature(int64_list=tf.train.Int64List(value=[int(labels[i])])),
+                }
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+        paths.append(path)
+    return paths
+
+
+FEATURES = {
+    'shape': tf.io.FixedLenFeature([3], tf.int64),
+    'data': tf.io.FixedLenFeature([], tf.string),
+    'label': tf.io.FixedLenFeature([1], tf.int64),
+}
+
+
+def find_shards(data_dir, split, resolution):
+    """All shards of a split, checked to be complete; a clear error otherwise."""
+    pattern = shard_pattern(data_dir, split, resolution)
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f'no TFRecord shards for split {split!r} at resolution {resolution}: '
+                                f'expected files matching {pattern}')
+    counts = {int(re.search(r'-of-(\d+)\.tfrecords$', f).group(1)) for f in files}
+    if len(counts) != 1:
+        raise ValueError(f'shards under {os.path.dirname(pattern)} disagree on the total count: {sorted(counts)}')
+    n_shards = counts.pop()
+    expected = {os.path.join(data_dir, split, shard_name(split, resolution, i, n_shards)) for i in range(n_shards)}
+    missing = sorted(expected - set(files))
+    if missing:
+        raise FileNotFoundError(f'{len(missing)} of {n_shards} shards are missing, e.g. {missing[0]}')
+    return sorted(expected)
+
+
+def check_first_record(path, image_size, channels, allow_larger=False):
+    """Parse the first record of a shard and check its image shape against the flags."""
+    try:
+        record = next(iter(tf.data.TFRecordDataset(path).take(1)))
+        example = tf.io.parse_single_example(record, FEATURES)
+    except (StopIteration, tf.errors.OpError) as error:
+        raise ValueError(f'cannot read a Glow-format record from {path}: {error}') from None
+    shape = [int(d) for d in example['shape'].numpy()]
+    ok = (shape[0] >= image_size and shape[1] >= image_size) if allow_larger else shape[:2] == [image_size] * 2
+    if not ok or shape[2] != channels:
+        want = f'at least {image_size}x{image_size}' if allow_larger else f'{image_size}x{image_size}'
+        raise ValueError(f'{path} holds images of shape {shape}, but --image_size {image_size} '
+                         f'and {channels} channels need {want}x{channels}')
+    if len(example['data'].numpy()) != int(np.prod(shape)):
+        raise ValueError(f'{path}: record data has {len(example["data"].numpy())} bytes, shape {shape} needs '
+                         f'{int(np.prod(shape))}')
+
+
+def read_shards(files, image_size, channels, batch, rank, size, train, random_crop=False, shard_files=True,
+                n_parallel_reads=1, n_parallel_calls=16, seed=None):
+    """A repeated dataset of (uint8 [S, S, C], int32) examples from shard files; `batch`
+    sizes the example shuffle buffer (4 x batch, as the original)."""
+    files = list(files)
+    if shard_files and size > 1:
+        if len(files) < size:
+            raise ValueError(f'{len(files)} shards cannot be divided between {size} processes')
+        files = files[rank::size]
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if train:
+        dataset = dataset.shuffle(len(files), seed=seed)
+    dataset = dataset.repeat()
+    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=max(1, n_parallel_reads),
+                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=not train)
+    if train:
+        dataset = dataset.shuffle(4 * batch, seed=seed)
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, FEATURES)
+        image = tf.reshape(tf.io.decode_raw(example['data'], tf.uint8), example['shape'])
+        if random_crop:
+            image = tf.image.random_crop(image, [image_size, image_size, channels])
+        image = tf.ensure_shape(tf.reshape(image, [image_size, image_size, channels]),
+                                [image_size, image_size, channels])
+        return image, tf.cast(example['label'][0], tf.int32)
+
+    return dataset.map(parse, num_parallel_calls=n_parallel_calls)

@@ -1,0 +1,79 @@
+"""Train (or run inference with) a Glow-family flow: the original's command line.
+
+    python train.py --problem digits --flow_permutation 3 ...          one process
+    mpiexec -n 4 python train.py --problem cifar10 --flow_permutation 3 ...   Horovod
+"""
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
+def main(argv=None):
+    return run(argv)[0]
+
+
+def run(argv=None):
+    """Parse flags, build, train or infer; returns (exit code, trainer or None)."""
+    from emerging.flags import build_parser, derive
+    args = build_parser().parse_args(argv)
+
+    import tensorflow as tf
+
+    from data_utils import get_data
+    from emerging.distributed import Distributed
+    from emerging.export import export_savedmodel
+    from emerging.model import Glow
+    from emerging.trainer import BEST_CHECKPOINT, Trainer, TrainingDiverged
+
+    dist = Distributed()
+    chief = dist.is_chief
+
+    def fail(message, code=2):
+        if chief:
+            print(f'train.py: error: {message}', file=sys.stderr, flush=True)
+        return code, None
+
+    try:
+        run = derive(args, dist.rank, dist.size)
+        if args.restore_path or args.inference:
+            path = args.restore_path or os.path.join(args.logdir, BEST_CHECKPOINT)
+            try:
+                tf.train.load_checkpoint(path)
+            except Exception as error:
+                raise ValueError(f'cannot read checkpoint {path!r}: {str(error).splitlines()[0]}') from None
+        if chief:
+            print(dist.note, flush=True)
+        tf.random.set_seed(run.model.seed)
+        data = get_data(run.data)
+        model = Glow(run.model)
+    except (ValueError, FileNotFoundError) as error:
+        return fail(error)
+    if chief:
+        os.makedirs(args.logdir, exist_ok=True)
+        counts = model.parameter_counts()
+        print('parameters: ' + ', '.join(f'{k} {v:,}' for k, v in counts.items()), flush=True)
+    trainer = Trainer(model, run.train, data, dist, args.logdir, run.hparams, verbose=args.verbose,
+                      progress=not args.no_progress)
+    if args.inference:
+        trainer.restore(args.restore_path or os.path.join(args.logdir, BEST_CHECKPOINT))
+        trainer.inference()
+        if chief:
+            print(f'inference: wrote x.npy, z.npy, recon.npy to {args.logdir}', flush=True)
+        return 0, trainer
+    if args.restore_path:
+        trainer.restore(args.restore_path)
+    try:
+        trainer.train(resume=args.resume)
+    except TrainingDiverged as error:
+        return fail(error, code=3)[0], trainer
+    except tf.errors.DataLossError as error:
+        return fail(f'corrupt input record: {error.message}', code=4)[0], trainer
+    if args.export_dir and chief:
+        export_savedmodel(model, args.export_dir)
+        print(f'SavedModel written to {args.export_dir}', flush=True)
+    return 0, trainer
+
+
+if __name__ == '__main__':
+    sys.exit(main())
