@@ -92,6 +92,12 @@ def derive(args, rank=0, size=1):
                         ('--n_batch_init', args.n_batch_init), ('--n_test', n_test), ('--epochs', args.epochs)):
         if value < 1:
             raise ValueError(f'{flag} must be positive, got {value}')
+    model = ModelConfig(
+        image_shape=(image_size, image_size, channels), n_levels=args.n_levels, depth=args.depth, width=args.width,
+        flow_permutation=args.flow_permutation, flow_coupling=args.flow_coupling, decomposition=args.decomposition,
+        learnprior=args.learnprior, ycond=args.ycond, n_y=N_Y.get(args.problem, 1), weight_y=args.weight_y,
+        n_bits_x=args.n_bits_x, gradient_checkpointing=bool(args.gradient_checkpointing),
+        seed=rank + size * args.seed)
     train = TrainConfig(
         n_train=n_train, n_test=n_test, n_batch_train=args.n_batch_train, n_batch_init=args.n_batch_init,
         image_size=image_size, anchor_size=args.anchor_size, n_processes=size, optimizer=args.optimizer,
@@ -99,12 +105,6 @@ def derive(args, rank=0, size=1):
         epochs=args.epochs, epochs_warmup=args.epochs_warmup, epochs_full_valid=args.epochs_full_valid,
         epochs_full_sample=args.epochs_full_sample, use_polyak_for_eval=args.polyak_eval,
         jit_compile=args.jit_compile)
-    model = ModelConfig(
-        image_shape=(image_size, image_size, channels), n_levels=args.n_levels, depth=args.depth, width=args.width,
-        flow_permutation=args.flow_permutation, flow_coupling=args.flow_coupling, decomposition=args.decomposition,
-        learnprior=args.learnprior, ycond=args.ycond, n_y=N_Y.get(args.problem, 1), weight_y=args.weight_y,
-        n_bits_x=args.n_bits_x, gradient_checkpointing=bool(args.gradient_checkpointing),
-        seed=rank + size * args.seed)
     data = DataConfig(
         problem=args.problem, data_dir=args.data_dir, category=args.category, image_size=image_size,
         channels=channels, dal=args.dal, fmap=args.fmap, pmap=args.pmap, local_batch_train=train.local_batch_train,

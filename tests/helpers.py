@@ -1,0 +1,23 @@
+"""Running train.py in a subprocess the way a user does."""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ['--n_levels', '2', '--depth', '2', '--width', '16', '--no_progress', '--gradient_checkpointing', '0']
+DIGITS = ['--problem', 'digits', '--image_size', '8', '--anchor_size', '8', '--n_batch_train', '32',
+          '--n_batch_init', '64', '--n_train', '64']
+
+
+def env():
+    e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='', PYTHONUNBUFFERED='1')
+    e['PYTHONPATH'] = ROOT + os.pathsep + e.get('PYTHONPATH', '')
+    return e
+
+
+def train(args, timeout=600, check=True):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *args], cwd=ROOT, env=env(),
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f'train.py failed ({result.returncode}):\n{result.stdout}\n{result.stderr}')
+    return result

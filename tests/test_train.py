@@ -1,0 +1,163 @@
+"""train.py end to end on tiny models and data the tests make themselves."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.helpers import DIGITS, ROOT, TINY, env, train
+
+TRAIN_KEYS = ['epoch', 'n_processed', 'n_images', 'train_time', 'loss', 'bits_x', 'bits_y', 'pred_loss']
+TEST_KEYS = ['epoch', 'n_processed', 'n_images', 'loss', 'bits_x', 'bits_y', 'pred_loss']
+
+
+def read_log(path):
+    with open(path) as f:
+        lines = [json.loads(line) for line in f.read().splitlines()]
+    return lines[0], lines[1:]
+
+
+@pytest.fixture(scope='module')
+def digits_run(tmp_path_factory):
+    logdir = str(tmp_path_factory.mktemp('digits'))
+    export_dir = os.path.join(logdir, 'savedmodel')
+    result = train([*DIGITS, *TINY, '--flow_permutation', '3', '--flow_coupling', '1', '--learnprior',
+                    '--epochs', '4', '--epochs_full_valid', '2', '--epochs_full_sample', '2',
+                    '--logdir', logdir, '--export_dir', export_dir])
+    return logdir, export_dir, result
+
+
+def test_logs_have_the_original_keys_and_formats(digits_run):
+    logdir, _, result = digits_run
+    hparams, train_lines = read_log(os.path.join(logdir, 'train.txt'))
+    assert hparams['flow_permutation'] == 3 and hparams['train_its'] == 2
+    assert [line['epoch'] for line in train_lines] == [1, 2, 3]
+    for line in train_lines:
+        assert list(line) == TRAIN_KEYS
+        for key in ('loss', 'bits_x', 'bits_y', 'pred_loss'):
+            assert isinstance(line[key], str) and len(line[key].split('.')[1]) == 4
+    _, test_lines = read_log(os.path.join(logdir, 'test.txt'))
+    assert [line['epoch'] for line in test_lines] == [2]
+    assert list(test_lines[0]) == TEST_KEYS
+    assert 6. < float(test_lines[0]['bits_x']) < 9.
+    status = [line for line in result.stdout.splitlines() if line.startswith('2 ')]
+    assert status and status[0].rstrip().endswith('*')  # best checkpoint written at the first validation
+    assert 'Horovod' in result.stdout and 'parameters: 1x1' in result.stdout
+
+
+def test_outputs_exist(digits_run):
+    logdir, _, _ = digits_run
+    for k in range(8):
+        path = os.path.join(logdir, f'epoch_2_sample_{k}.png')
+        image = tf.io.decode_png(tf.io.read_file(path)).numpy()
+        assert image.shape == (80, 80, 3)  # 10 x 10 grid of 8 x 8 samples
+    assert os.path.exists(os.path.join(logdir, 'model_best_loss.ckpt.index'))
+    assert tf.train.latest_checkpoint(os.path.join(logdir, 'checkpoints')).endswith('ckpt-3')
+    assert os.listdir(os.path.join(logdir, 'tensorboard'))
+
+
+def test_inference_round_trips(digits_run):
+    logdir, _, _ = digits_run
+    train([*DIGITS, *TINY, '--flow_permutation', '3', '--flow_coupling', '1', '--learnprior', '--inference',
+           '--logdir', logdir])
+    x, z, recon = (np.load(os.path.join(logdir, f'{name}.npy')) for name in ('x', 'z', 'recon'))
+    assert x.shape == (300, 8, 8, 3) and z.shape == (300, 8 * 8 * 3) and recon.dtype == np.uint8
+    assert np.abs(recon.astype(int) - x.astype(int)).max() <= 1 and np.mean(recon == x) > 0.99
+
+
+SAVEDMODEL_CHECK = r'''
+import json, sys
+import numpy as np, tensorflow as tf
+assert 'emerging' not in sys.modules
+loaded = tf.saved_model.load(sys.argv[1])
+x = tf.constant(np.load(sys.argv[2]))
+y = tf.zeros([x.shape[0]], tf.int32)
+bits = loaded.signatures['bits_per_dim'](x=x, y=y)['bits_x'].numpy()
+z = loaded.signatures['encode'](x=x, y=y)['z']
+recon = loaded.signatures['decode'](z=z, y=y)['x'].numpy()
+samples = loaded.signatures['sample'](y=y, temperature=tf.fill([x.shape[0]], 0.7))['x'].numpy()
+print(json.dumps({'bits': bits.tolist(), 'recon_max_err': int(np.abs(recon.astype(int) - x.numpy()).max()),
+                  'sample_shape': list(samples.shape)}))
+'''
+
+
+def test_savedmodel_in_a_fresh_process(digits_run, tmp_path):
+    logdir, export_dir, _ = digits_run
+    from emerging.config import ModelConfig
+    from emerging.model import Glow
+    model = Glow(ModelConfig(image_shape=(8, 8, 3), n_levels=2, depth=2, width=16, flow_permutation=3,
+                             flow_coupling=1, learnprior=True, n_y=10))
+    # the export holds the final weights: those of the last epoch's checkpoint
+    tf.train.Checkpoint(model=model).read(tf.train.latest_checkpoint(os.path.join(logdir, 'checkpoints'))).expect_partial()
+    x = np.random.default_rng(0).integers(0, 256, size=[5, 8, 8, 3]).astype(np.uint8)
+    np.save(tmp_path / 'x.npy', x)
+    script = tmp_path / 'check.py'
+    script.write_text(SAVEDMODEL_CHECK)
+    clean_env = {k: v for k, v in env().items() if k != 'PYTHONPATH'}
+    out = subprocess.run([sys.executable, str(script), export_dir, str(tmp_path / 'x.npy')], cwd=str(tmp_path),
+                         env=clean_env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = model.losses_per_example(tf.constant(x), noise=False)['bits_x'].numpy()
+    np.testing.assert_allclose(result['bits'], expected, rtol=1e-5)
+    assert result['recon_max_err'] <= 1 and result['sample_shape'] == [5, 8, 8, 3]
+
+
+def test_kill_and_resume(tmp_path):
+    logdir = str(tmp_path)
+    args = [*DIGITS, *TINY, '--n_train', '320', '--epochs_full_valid', '1000', '--logdir', logdir]
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, 'train.py'), *args, '--epochs', '1000'],
+                               cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = os.path.join(logdir, 'checkpoints')
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        latest = tf.train.latest_checkpoint(checkpoints)
+        if latest and int(latest.rsplit('-', 1)[1]) >= 2:
+            break
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = int(tf.train.latest_checkpoint(checkpoints).rsplit('-', 1)[1])
+    _, before = read_log(os.path.join(logdir, 'train.txt'))
+    assert [line['epoch'] for line in before][:killed_at] == list(range(1, killed_at + 1))
+    final = killed_at + 3
+    train([*args, '--resume', '--epochs', str(final)])
+    _, after = read_log(os.path.join(logdir, 'train.txt'))
+    assert [line['epoch'] for line in after] == list(range(1, final))
+    assert after[:killed_at] == before[:killed_at]  # nothing rewritten
+    # counters continue from the checkpoint
+    assert after[killed_at]['n_processed'] == (killed_at + 1) * 10 * 32
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    logdir = str(tmp_path)
+    args = [*DIGITS, *TINY, '--epochs_full_valid', '1000', '--logdir', logdir]
+    train([*args, '--epochs', '3'])
+    checkpoints = os.path.join(logdir, 'checkpoints')
+    snapshot = {name: open(os.path.join(checkpoints, name), 'rb').read() for name in os.listdir(checkpoints)}
+    log_before = open(os.path.join(logdir, 'train.txt')).read()
+    result = train([*args, '--epochs', '6', '--resume', '--lr', '1e30', '--epochs_warmup', '0'], check=False)
+    assert result.returncode == 3
+    assert 'loss is not finite' in result.stderr and 'step' in result.stderr
+    assert {name: open(os.path.join(checkpoints, name), 'rb').read()
+            for name in os.listdir(checkpoints)} == snapshot
+    assert open(os.path.join(logdir, 'train.txt')).read() == log_before
+
+
+def test_unreadable_restore_path(tmp_path):
+    result = train([*DIGITS, *TINY, '--restore_path', str(tmp_path / 'nothing.ckpt'), '--logdir', str(tmp_path)],
+                   check=False)
+    assert result.returncode == 2 and 'cannot read checkpoint' in result.stderr
+    assert not os.path.exists(tmp_path / 'train.txt')
+
+
+def test_n_levels_too_large_for_image(tmp_path):
+    result = train([*DIGITS, '--n_levels', '4', '--depth', '1', '--width', '4', '--logdir', str(tmp_path)],
+                   check=False)
+    assert result.returncode == 2
+    assert 'image size 8x8 is not divisible by 2^n_levels = 16' in result.stderr
