@@ -49,6 +49,8 @@ def run(argv=None):
         model = Glow(run.model)
     except (ValueError, FileNotFoundError) as error:
         return fail(error)
+    except tf.errors.DataLossError as error:
+        return fail(f'corrupt input record in {args.data_dir}: {error.message}', code=4)
     if chief:
         os.makedirs(args.logdir, exist_ok=True)
         counts = model.parameter_counts()
@@ -68,7 +70,7 @@ def run(argv=None):
     except TrainingDiverged as error:
         return fail(error, code=3)[0], trainer
     except tf.errors.DataLossError as error:
-        return fail(f'corrupt input record: {error.message}', code=4)[0], trainer
+        return fail(f'corrupt input record in {args.data_dir}: {error.message}', code=4)[0], trainer
     if args.export_dir and chief:
         export_savedmodel(model, args.export_dir)
         print(f'SavedModel written to {args.export_dir}', flush=True)

@@ -102,14 +102,15 @@ def _load_tfds(name, data_dir, rank, size):
     for split in ('train', 'test'):
         try:
             data = tfds.load(name, split=tfds.even_splits(split, n=size)[rank], data_dir=data_dir or None,
-                             as_supervised=True, batch_size=-1)
+                             as_supervised=True)
         except Exception as error:  # tfds raises many kinds; all mean "not available here"
             raise FileNotFoundError(
                 f'tensorflow-datasets could not load {name!r} ({split}) from data_dir {data_dir or "~/tensorflow_datasets"}'
                 f' and could not download it: {type(error).__name__}: {error}. Prepare it with '
                 f'`tfds build {name} --data_dir DIR` on a machine with internet and pass --data_dir DIR.') from None
-        images, labels = tfds.as_numpy(data)
-        images = np.asarray(images, np.uint8)
+        examples = list(tfds.as_numpy(data))
+        images = np.stack([image for image, _ in examples]).astype(np.uint8)
+        labels = np.array([label for _, label in examples])
         if name == 'mnist':
             pad = ((0, 0), (2, 2), (2, 2), (0, 0))
             images = np.pad(images, pad, constant_values=images.min() if images.size else 0).repeat(3, axis=-1)

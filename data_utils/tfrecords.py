@@ -23,15 +23,17 @@ def shard_pattern(data_dir, split, resolution):
     return os.path.join(data_dir, split, f'{split}-r{int(math.log2(resolution)):02d}-s-*-of-*.tfrecords')
 
 
-def write_shards(images, labels, data_dir, split, n_shards=1):
-    """Write uint8 [N, H, W, C] images and int labels as Glow-format shards; returns the paths."""
+def write_shards(images, labels, data_dir, split, n_shards=1, resolution=None):
+    """Write uint8 [N, H, W, C] images and int labels as Glow-format shards; returns the paths.
+    `resolution` names the files (default: the image size; lsun_realnvp stores larger
+    images than the --image_size its file names carry, and crops them)."""
     images = np.asarray(images, np.uint8)
     labels = np.asarray(labels, np.int64).reshape(-1)
     if images.ndim != 4 or images.shape[1] != images.shape[2]:
         raise ValueError(f'images must be square uint8 [N, H, W, C], got shape {images.shape}')
     if len(labels) != len(images):
         raise ValueError(f'{len(images)} images but {len(labels)} labels')
-    resolution = images.shape[1]
+    resolution = resolution or images.shape[1]
     if resolution & (resolution - 1):
         raise ValueError(f'image size must be a power of two for the file name, got {resolution}')
     os.makedirs(os.path.join(data_dir, split), exist_ok=True)

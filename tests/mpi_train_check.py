@@ -1,0 +1,27 @@
+"""Run under `mpiexec -n 2`: trains with train.py's own entry point, then each
+rank dumps its weights and its local / averaged loss on its own batch."""
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import train  # noqa: E402
+
+
+def main():
+    out_dir = sys.argv[1]
+    code, trainer = train.run(sys.argv[2:])
+    assert code == 0, code
+    import tensorflow as tf
+    rank = trainer.dist.rank
+    x, y = trainer.data.init_batch
+    local = float(tf.reduce_mean(trainer.model.losses_per_example(tf.constant(x[:8]), tf.constant(y[:8]),
+                                                                  noise=False)['loss']))
+    averaged = float(trainer.dist.allreduce_mean([tf.constant(local)], name='check')[0])
+    np.savez(os.path.join(out_dir, f'rank{rank}.npz'), local=local, averaged=averaged, size=trainer.dist.size,
+             **{f'w{i}': v.numpy() for i, v in enumerate(trainer.model.variables)})
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,50 @@
+"""A real two-process Horovod run of train.py under mpiexec."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+from tests.helpers import DIGITS, ROOT, TINY, env
+
+
+def mpiexec_command(n):
+    mpiexec = shutil.which('mpiexec')
+    assert mpiexec, 'mpiexec not found: run scripts/setup.sh'
+    command = [mpiexec, '-n', str(n)]
+    if os.geteuid() == 0:
+        command += ['--allow-run-as-root']
+    return command + ['--oversubscribe', '-x', 'PYTHONPATH', '-x', 'TF_CPP_MIN_LOG_LEVEL', '-x',
+                      'CUDA_VISIBLE_DEVICES']
+
+
+def test_two_processes_end_with_identical_weights(tmp_path):
+    import horovod.tensorflow  # noqa: F401
+    logdir = tmp_path / 'logs'
+    command = mpiexec_command(2) + [sys.executable, os.path.join(ROOT, 'tests', 'mpi_train_check.py'),
+                                    str(tmp_path), *DIGITS, *TINY, '--flow_permutation', '3', '--flow_coupling',
+                                    '1', '--learnprior', '--n_train', '128', '--epochs', '3',
+                                    '--epochs_full_valid', '2', '--epochs_full_sample', '100',
+                                    '--logdir', str(logdir)]
+    result = subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'Horovod: process 0 of 2' in result.stdout
+    ranks = [np.load(tmp_path / f'rank{r}.npz') for r in range(2)]
+    assert int(ranks[0]['size']) == 2
+    weights = [k for k in ranks[0].files if k.startswith('w')]
+    assert len(weights) > 20
+    for key in weights:
+        np.testing.assert_array_equal(ranks[0][key], ranks[1][key], err_msg=key)
+    # different data per rank, one averaged statistic
+    assert ranks[0]['local'] != ranks[1]['local']
+    np.testing.assert_allclose(ranks[0]['averaged'], (ranks[0]['local'] + ranks[1]['local']) / 2, rtol=1e-6)
+    np.testing.assert_allclose(ranks[1]['averaged'], ranks[0]['averaged'], rtol=1e-6)
+    # one set of files, written by rank 0; per-epoch counters count both processes
+    with open(logdir / 'train.txt') as f:
+        lines = [json.loads(line) for line in f.read().splitlines()]
+    assert lines[0]['n_processes'] == 2 and lines[0]['train_its'] == 2
+    assert [line['epoch'] for line in lines[1:]] == [1, 2]
+    assert lines[1]['n_images'] == 2 * 2 * 32
+    assert result.stdout.count('parameters: ') == 1
