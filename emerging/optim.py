@@ -45,6 +45,7 @@ class Optimizer(tf.Module):
             squared_grads = [None] * len(grads)
         for w, g, g2, m1, m2 in zip(self.variables_, grads, squared_grads, self.m1, self.m2):
             g = tf.convert_to_tensor(g)
+            step_size = tf.cast(alpha, w.dtype)
             if self.beta1 > 0:
                 m1.assign(self.beta1 * m1 + (1. - self.beta1) * g)
                 moment = m1
@@ -57,7 +58,7 @@ class Optimizer(tf.Module):
                 square = tf.square(g) if self.kind == 'adam' or g2 is None else g2
                 m2.assign(self.beta2 * m2 + (1. - self.beta2) * square)
                 delta = moment / (tf.sqrt(m2) + EPSILON)
-            w.assign(self.weight_decay * w - alpha * delta)
+            w.assign(self.weight_decay * w - step_size * delta)
         t.assign_add(1.)
         self._update_polyak()
 
@@ -66,7 +67,7 @@ class Optimizer(tf.Module):
         debias = 1. - tf.pow(self.beta2, self.polyak_step)
         for w, biased, average in zip(self.variables_, self.polyak_biased, self.polyak):
             biased.assign(self.beta2 * biased + (1. - self.beta2) * w)
-            average.assign(biased / debias)
+            average.assign(biased / tf.cast(debias, w.dtype))
 
     def swap_polyak(self):
         """Exchange the weights and their Polyak averages (call again to swap back)."""

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from emerging.optim import Optimizer
+
+
+def reference(kind, w, grads, lr, beta1, beta2, wd):
+    m = np.zeros_like(w)
+    v = np.zeros_like(w)
+    for t, g in enumerate(grads, start=1):
+        alpha = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+        m = beta1 * m + (1 - beta1) * g
+        if kind == 'adamax':
+            v = np.maximum(beta2 * v, np.abs(g))
+            w = wd * w - alpha * m / (v + 1e-8)
+        else:
+            v = beta2 * v + (1 - beta2) * g * g
+            w = wd * w - alpha * m / (np.sqrt(v) + 1e-8)
+    return w
+
+
+@pytest.mark.parametrize('kind', ['adamax', 'adam', 'adam2'])
+def test_updates_match_the_original_formulas(kind):
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=[3, 2])
+    grads = [rng.normal(size=[3, 2]) for _ in range(4)]
+    var = tf.Variable(w0, dtype=tf.float64)
+    opt = Optimizer([var], kind, beta1=0.9, beta2=0.99, weight_decay=0.999)
+    for g in grads:
+        opt.apply([tf.constant(g)], 0.01, [tf.constant(g * g)] if kind == 'adam2' else None)
+    expected = reference('adamax' if kind == 'adamax' else 'adam', w0, grads, 0.01, 0.9, 0.99, 0.999)
+    np.testing.assert_allclose(var.numpy(), expected, rtol=1e-6)  # the step size is float32
+
+
+def test_polyak_average_is_zero_debiased_and_swappable():
+    var = tf.Variable([1.], dtype=tf.float64)
+    opt = Optimizer([var], 'adamax', beta1=0.9, beta2=0.5)
+    history = []
+    for g in (1., -2., 0.5):
+        opt.apply([tf.constant([g], tf.float64)], 0.1)
+        history.append(var.numpy()[0])
+    weights = np.array([0.5 ** 2, 0.5, 1.]) * 0.5
+    expected = (weights * np.array(history)).sum() / (1 - 0.5 ** 3)
+    np.testing.assert_allclose(opt.polyak[0].numpy(), [expected], rtol=1e-12)
+    current = var.numpy().copy()
+    opt.swap_polyak()
+    np.testing.assert_allclose(var.numpy(), [expected])
+    opt.swap_polyak()
+    np.testing.assert_allclose(var.numpy(), current)
+
+
+def test_bad_optimizer():
+    with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
+        Optimizer([tf.Variable(1.)], 'sgd')
