@@ -161,3 +161,20 @@ def test_n_levels_too_large_for_image(tmp_path):
                    check=False)
     assert result.returncode == 2
     assert 'image size 8x8 is not divisible by 2^n_levels = 16' in result.stderr
+
+
+def test_export_script_for_an_existing_run(digits_run, tmp_path):
+    logdir, _, _ = digits_run
+    out = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'export_savedmodel.py'), '--logdir', logdir,
+                          '--export_dir', str(tmp_path / 'sm')], env=env(), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    loaded = tf.saved_model.load(str(tmp_path / 'sm'))
+    x = tf.constant(np.random.default_rng(1).integers(0, 256, size=[3, 8, 8, 3]), tf.uint8)
+    bits = loaded.signatures['bits_per_dim'](x=x, y=tf.zeros([3], tf.int32))['bits_x'].numpy()
+    from emerging.config import ModelConfig
+    from emerging.model import Glow
+    model = Glow(ModelConfig(image_shape=(8, 8, 3), n_levels=2, depth=2, width=16, flow_permutation=3,
+                             flow_coupling=1, learnprior=True, n_y=10))
+    tf.train.Checkpoint(model=model).read(os.path.join(logdir, 'model_best_loss.ckpt')).expect_partial()
+    np.testing.assert_allclose(bits, model.losses_per_example(x, noise=False)['bits_x'].numpy(), rtol=1e-5)

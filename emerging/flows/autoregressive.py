@@ -25,7 +25,7 @@ up, x = (z - mu) / scale updating only that key and channel each pass:
 import numpy as np
 import tensorflow as tf
 
-from emerging.flows.base import FlowBijector, FlowLayer, check_nhwc, sum_event
+from emerging.flows.base import FlowLayer, JointFlowBijector, check_nhwc, sum_event
 
 HIDDEN_DEPTH = 96
 
@@ -67,7 +67,7 @@ def network_masks(channels, depth=HIDDEN_DEPTH):
             conv_ar_mask(3, depth, 2 * channels)]
 
 
-class AutoregressiveBijector(FlowBijector):
+class AutoregressiveBijector(JointFlowBijector):
     """inverse (data -> latent): z = x * scale(x) + mu(x); forward: sequential exact solve."""
 
     def __init__(self, kernels, biases, upper=False, validate_args=False, name='maf'):
@@ -119,18 +119,6 @@ class AutoregressiveBijector(FlowBijector):
                                     (tf.constant(0), tf.zeros_like(z)))
         _, log_scale = self._mu_log_scale(solution)
         return self._flip(solution), -sum_event(log_scale)
-
-    def _inverse(self, y):
-        return self.inverse_and_log_det(y)[0]
-
-    def _inverse_log_det_jacobian(self, y):
-        return self.inverse_and_log_det(y)[1]
-
-    def _forward(self, x):
-        return self.forward_and_log_det(x)[0]
-
-    def _forward_log_det_jacobian(self, x):
-        return self.forward_and_log_det(x)[1]
 
 
 class Autoregressive(FlowLayer):

@@ -71,7 +71,30 @@ class FlowBijector(tfb.Bijector):
         return self._forward(x), self._forward_log_det_jacobian(x)
 
 
-class FlowChainBijector(FlowBijector):
+class JointFlowBijector(FlowBijector):
+    """For bijectors whose map and log-det share the work (a network evaluation):
+    subclasses implement only `inverse_and_log_det` and `forward_and_log_det`."""
+
+    def inverse_and_log_det(self, y):
+        raise NotImplementedError
+
+    def forward_and_log_det(self, x):
+        raise NotImplementedError
+
+    def _inverse(self, y):
+        return self.inverse_and_log_det(y)[0]
+
+    def _inverse_log_det_jacobian(self, y):
+        return self.inverse_and_log_det(y)[1]
+
+    def _forward(self, x):
+        return self.forward_and_log_det(x)[0]
+
+    def _forward_log_det_jacobian(self, x):
+        return self.forward_and_log_det(x)[1]
+
+
+class FlowChainBijector(JointFlowBijector):
     """Composition of flow bijectors; `bijectors` are listed in data -> latent order."""
 
     def __init__(self, bijectors, validate_args=False, name='flow_chain'):
@@ -96,18 +119,6 @@ class FlowChainBijector(FlowBijector):
             x, step_log_det = bijector.forward_and_log_det(x)
             log_det += step_log_det
         return x, log_det
-
-    def _inverse(self, y):
-        return self.inverse_and_log_det(y)[0]
-
-    def _inverse_log_det_jacobian(self, y):
-        return self.inverse_and_log_det(y)[1]
-
-    def _forward(self, x):
-        return self.forward_and_log_det(x)[0]
-
-    def _forward_log_det_jacobian(self, x):
-        return self.forward_and_log_det(x)[1]
 
 
 class FlowLayer(tf_keras.layers.Layer):

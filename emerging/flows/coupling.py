@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from emerging.flows.base import FlowBijector, FlowLayer, check_nhwc, sum_event
+from emerging.flows.base import FlowLayer, JointFlowBijector, check_nhwc, sum_event
 from emerging.flows.nn import Conv2dActnorm, Conv2dZeros
 
 COUPLINGS = {0: 'additive', 1: 'affine'}
@@ -43,7 +43,7 @@ class CouplingNetwork(tf_keras.layers.Layer):
         return self.l_last(h)
 
 
-class CouplingBijector(FlowBijector):
+class CouplingBijector(JointFlowBijector):
     """inverse (data -> latent): z2 <- z2 + f(z1) or (z2 + shift) * scale; forward undoes it."""
 
     def __init__(self, network, affine, validate_args=False, name='coupling'):
@@ -75,18 +75,6 @@ class CouplingBijector(FlowBijector):
         if log_scale is None:
             return tf.concat([z1, z2 - shift], axis=-1), tf.zeros([], x.dtype)
         return tf.concat([z1, z2 * tf.exp(-log_scale) - shift], axis=-1), -sum_event(log_scale)
-
-    def _inverse(self, y):
-        return self.inverse_and_log_det(y)[0]
-
-    def _inverse_log_det_jacobian(self, y):
-        return self.inverse_and_log_det(y)[1]
-
-    def _forward(self, x):
-        return self.forward_and_log_det(x)[0]
-
-    def _forward_log_det_jacobian(self, x):
-        return self.forward_and_log_det(x)[1]
 
 
 class Coupling(FlowLayer):

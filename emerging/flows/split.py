@@ -14,11 +14,11 @@ whole model is a bijector onto independent standard normals (as `tfb.Glow`).
 """
 import tensorflow as tf
 
-from emerging.flows.base import FlowBijector, FlowLayer, check_nhwc, sum_event
+from emerging.flows.base import FlowLayer, JointFlowBijector, check_nhwc, sum_event
 from emerging.flows.nn import Conv2dZeros
 
 
-class SplitPriorBijector(FlowBijector):
+class SplitPriorBijector(JointFlowBijector):
     """inverse (data -> latent): [z1, z2] -> [z1, eps]; forward: [z1, eps] -> [z1, z2]."""
 
     def __init__(self, prior_fn, validate_args=False, name='split'):
@@ -39,18 +39,6 @@ class SplitPriorBijector(FlowBijector):
         z1, eps = self._halves(x)
         mean, logsd = self._prior_fn(z1)
         return tf.concat([z1, mean + tf.exp(logsd) * eps], axis=-1), sum_event(logsd + tf.zeros_like(eps))
-
-    def _inverse(self, y):
-        return self.inverse_and_log_det(y)[0]
-
-    def _inverse_log_det_jacobian(self, y):
-        return self.inverse_and_log_det(y)[1]
-
-    def _forward(self, x):
-        return self.forward_and_log_det(x)[0]
-
-    def _forward_log_det_jacobian(self, x):
-        return self.forward_and_log_det(x)[1]
 
 
 class Split(FlowLayer):
