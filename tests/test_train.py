@@ -178,3 +178,17 @@ def test_export_script_for_an_existing_run(digits_run, tmp_path):
                              flow_coupling=1, learnprior=True, n_y=10))
     tf.train.Checkpoint(model=model).read(os.path.join(logdir, 'model_best_loss.ckpt')).expect_partial()
     np.testing.assert_allclose(bits, model.losses_per_example(x, noise=False)['bits_x'].numpy(), rtol=1e-5)
+
+
+def test_without_horovod_trains_as_one_process(tmp_path):
+    shim = tmp_path / 'shim' / 'horovod'
+    shim.mkdir(parents=True)
+    (shim / '__init__.py').write_text('raise ImportError("horovod hidden by the test")\n')
+    run_env = env()
+    run_env['PYTHONPATH'] = str(tmp_path / 'shim') + os.pathsep + run_env['PYTHONPATH']
+    result = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *DIGITS, *TINY, '--epochs', '2',
+                             '--logdir', str(tmp_path / 'logs')], cwd=ROOT, env=run_env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count('training as a single process') == 1
+    assert 'horovod hidden by the test' in result.stdout
