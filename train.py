@@ -29,6 +29,13 @@ def run(argv=None):
     dist = Distributed()
     chief = dist.is_chief
 
+    def corrupt_data(error):
+        from data_utils.tfrecords import find_corrupt_shards
+        data_dir = os.path.join(args.data_dir, args.category) if args.category else args.data_dir
+        files = find_corrupt_shards(data_dir, run.data.image_size) if data_dir else []
+        where = ', '.join(files) if files else data_dir
+        return fail(f'corrupt input record in {where}: {error.message}', code=4)
+
     def fail(message, code=2):
         if chief:
             print(f'train.py: error: {message}', file=sys.stderr, flush=True)
@@ -50,7 +57,7 @@ def run(argv=None):
     except (ValueError, FileNotFoundError) as error:
         return fail(error)
     except tf.errors.DataLossError as error:
-        return fail(f'corrupt input record in {args.data_dir}: {error.message}', code=4)
+        return corrupt_data(error)
     if chief:
         os.makedirs(args.logdir, exist_ok=True)
         counts = model.parameter_counts()
@@ -70,7 +77,7 @@ def run(argv=None):
     except TrainingDiverged as error:
         return fail(error, code=3)[0], trainer
     except tf.errors.DataLossError as error:
-        return fail(f'corrupt input record in {args.data_dir}: {error.message}', code=4)[0], trainer
+        return corrupt_data(error)[0], trainer
     if args.export_dir and chief:
         export_savedmodel(model, args.export_dir)
         print(f'SavedModel written to {args.export_dir}', flush=True)

@@ -123,3 +123,17 @@ def read_shards(files, image_size, channels, batch, rank, size, train, random_cr
         return image, tf.cast(example['label'][0], tf.int32)
 
     return dataset.map(parse, num_parallel_calls=n_parallel_calls)
+
+
+def find_corrupt_shards(data_dir, resolution):
+    """Shard files (both splits) whose records fail their checksum: used to name
+    the file after a DataLossError, so it reads every record of every shard."""
+    corrupt = []
+    for split in SPLITS:
+        for path in sorted(glob.glob(shard_pattern(data_dir, split, resolution))):
+            try:
+                for _ in tf.data.TFRecordDataset(path):
+                    pass
+            except tf.errors.DataLossError:
+                corrupt.append(path)
+    return corrupt

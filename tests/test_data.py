@@ -125,7 +125,7 @@ def test_corrupt_record_stops_cleanly(tmp_path):
                              '--logdir', str(tmp_path / 'logs')], env=env(), capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 4, result.stderr
-    assert 'corrupt input record' in result.stderr
+    assert f'corrupt input record in {path}' in result.stderr
     assert not os.path.exists(tmp_path / 'logs' / 'checkpoints')
 
 
