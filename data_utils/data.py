@@ -140,18 +140,11 @@ def _load_space(data_dir):
 
 
 def _in_memory(config):
-    if config.problem == 'digits':
-        (x_train, y_train), (x_test, y_test) = _load_digits()
-        x_train, y_train = _contiguous_shard(x_train, config.rank, config.size), _contiguous_shard(
-            y_train, config.rank, config.size)
-        x_test, y_test = _contiguous_shard(x_test, config.rank, config.size), _contiguous_shard(
-            y_test, config.rank, config.size)
-    elif config.problem == 'space':
-        (x_train, y_train), (x_test, y_test) = _load_space(config.data_dir)
-        x_train, y_train = _contiguous_shard(x_train, config.rank, config.size), _contiguous_shard(
-            y_train, config.rank, config.size)
-        x_test, y_test = _contiguous_shard(x_test, config.rank, config.size), _contiguous_shard(
-            y_test, config.rank, config.size)
+    if config.problem in ('digits', 'space'):
+        (x_train, y_train), (x_test, y_test) = (_load_digits() if config.problem == 'digits'
+                                                else _load_space(config.data_dir))
+        x_train, y_train, x_test, y_test = (_contiguous_shard(a, config.rank, config.size)
+                                            for a in (x_train, y_train, x_test, y_test))
     else:  # tfds shards with even_splits
         (x_train, y_train), (x_test, y_test) = _load_tfds(config.problem, config.data_dir, config.rank, config.size)
     if x_train.ndim != 4 or x_train.shape[1] != x_train.shape[2]:

@@ -192,3 +192,12 @@ def test_without_horovod_trains_as_one_process(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count('training as a single process') == 1
     assert 'horovod hidden by the test' in result.stdout
+
+
+def test_jit_compile_and_polyak_eval(tmp_path):
+    result = train([*DIGITS, *TINY, '--flow_permutation', '3', '--jit_compile', '--polyak_eval', '--epochs', '3',
+                    '--epochs_full_valid', '2', '--epochs_full_sample', '2', '--logdir', str(tmp_path)])
+    _, lines = read_log(os.path.join(tmp_path, 'test.txt'))
+    assert len(lines) == 1 and np.isfinite(float(lines[0]['bits_x']))
+    assert os.path.exists(os.path.join(tmp_path, 'epoch_2_sample_7.png'))
+    assert 'Horovod' in result.stdout

@@ -44,7 +44,9 @@ class _Conv1x1Bijector(FlowBijector):
         return tf.linalg.inv(self._matrix64())
 
     def _log_abs_det64(self):
-        return tf.linalg.slogdet(self._matrix64())[1]
+        # |det W| = prod |diag R| of W = QR; unlike slogdet, QR also compiles under XLA
+        r = tf.linalg.qr(self._matrix64())[1]
+        return tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(r))))
 
     def _inverse(self, y):
         return _apply_matrix(y, tf.cast(self._matrix64(), y.dtype))
