@@ -51,12 +51,3 @@ class Distributed:
     def broadcast_variables(self, variables, root_rank=0):
         if self.hvd is not None and self.size > 1:
             self.hvd.broadcast_variables(list(variables), root_rank=root_rank)
-
-    def barrier(self):
-        if self.hvd is not None and self.size > 1:
-            self.hvd.allreduce(tf.zeros([]), name='barrier')
-
-    def broadcast_object(self, obj, root_rank=0):
-        if self.hvd is None or self.size == 1:
-            return obj
-        return self.hvd.broadcast_object(obj, root_rank=root_rank)

@@ -126,8 +126,7 @@ class Glow(tf_keras.Model):
         log_det = tf.reduce_sum(logsd + tf.zeros_like(z), axis=[1, 2, 3])
         for i in reversed(range(len(self.levels))):
             if i < len(self.splits):
-                z1 = unsqueeze2d(z)
-                z, split_log_det = self.splits[i].bijector.forward_and_log_det(tf.concat([z1, eps[i]], axis=-1))
+                z, split_log_det = self.splits[i].merge(unsqueeze2d(z), eps[i])
                 log_det += split_log_det
             for step in reversed(self.levels[i]):
                 z, log_det = step.reverse(z, log_det)

@@ -73,5 +73,5 @@ class Split(FlowLayer):
         return latent[..., :half], log_det + step_log_det, latent[..., half:]
 
     def merge(self, z1, eps):
-        """Inverse of `split`: z = [z1, mean(z1) + exp(logsd(z1)) * eps]."""
-        return self.bijector.forward_and_log_det(tf.concat([z1, eps], axis=-1))[0]
+        """Inverse of `split`: (z = [z1, mean(z1) + exp(logsd(z1)) * eps], sum logsd)."""
+        return self.bijector.forward_and_log_det(tf.concat([z1, eps], axis=-1))
