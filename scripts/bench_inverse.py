@@ -21,20 +21,24 @@ from emerging.testing import sequential_emerging_inverse  # noqa: E402
 SIZES = [(16, 16, 12), (8, 8, 24), (4, 4, 48)]
 
 
-def best_time(fn, repeats):
-    fn()  # warm-up (tracing, compilation)
-    times = []
+def best_times(functions, repeats):
+    """Best-of-`repeats` wall time of each function, the functions called in
+    turn so that they see the same machine load (this host is shared and noisy)."""
+    for fn in functions:
+        fn()  # warm-up (tracing, compilation)
+    times = [[] for _ in functions]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for fn, fn_times in zip(functions, times):
+            start = time.perf_counter()
+            fn()
+            fn_times.append(time.perf_counter() - start)
+    return [min(fn_times) for fn_times in times]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--batch', type=int, default=100)
-    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--xla', action='store_true', help='jit_compile the inverse and forward')
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -52,11 +56,10 @@ def main():
         k1 = layer.w1.numpy() * square_ar_mask(channels)
         k2 = layer.w2.numpy() * square_ar_mask(channels)[::-1, ::-1, ::-1, ::-1]
         z_np = z.numpy()
-        start = time.perf_counter()
         reference = sequential_emerging_inverse(z_np, k1, k2, layer.b.numpy())
-        t_ref = time.perf_counter() - start
-        t_inv = best_time(lambda: inverse(z).numpy(), args.repeats)
-        t_fwd = best_time(lambda: forward(z).numpy(), args.repeats)
+        t_ref, t_inv, t_fwd = best_times(
+            [lambda: sequential_emerging_inverse(z_np, k1, k2, layer.b.numpy()),
+             lambda: inverse(z).numpy(), lambda: forward(z).numpy()], args.repeats)
         error = float(np.abs(inverse(z).numpy() - reference).max())
         speedups.append(t_ref / t_inv)
         ratios.append(t_inv / t_fwd)

@@ -19,16 +19,19 @@ inputs (the live quadrants only).
 Inverse (latent -> data), exact, inside the graph: undo b, solve the W2
 system, then the W1 system.  For the W1 system a pixel (i, j) depends only on
 (i, j+1), (i+1, j) and (i+1, j+1), i.e. on the anti-diagonals i+j+1 and
-i+j+2.  The image is stored "skewed", one row per anti-diagonal
-(S[d, i] = x[i, d - i]), and the anti-diagonals are solved from the last to
-the first: every pixel of one anti-diagonal at once, the neighbours' terms
-subtracted with one matmul against [R; B; D] A^-1, where A is the triangular
-centre tap and A^-1 comes from one triangular solve over channels.  That is
-back-substitution in a valid order (exact, like the original's per-pixel
-Cython loop) with H + W - 1 sequential steps instead of H * W * C.  The W2
-system is the same after flipping H and W.  The solve runs in the input's
-dtype (float32); the original instead solved in float64 on the host after
-rescaling the kernel, which a triangular solve does not need.
+i+j+2.  The pixels are gathered once into anti-diagonal order (one [L_d, N, C]
+piece per diagonal) and the anti-diagonals are solved from the last to the
+first: every pixel of one anti-diagonal at once, the neighbours' terms (static
+0/1 row shifts of the two previously solved diagonals times R, B, D)
+subtracted, then multiplied by A^-1, A being the triangular centre tap and A^-1
+coming from one triangular solve over channels.  That is back-substitution in a
+valid order (exact, like the original's per-pixel Cython loop) with H + W - 1
+sequential steps instead of H * W * C.  The W2 system is the same with earlier
+neighbours, solved from the first diagonal on, so its solution feeds the W1
+system piece by piece, without reordering; one gather at the end puts the
+pixels back in place.  The solve runs in the input's dtype (float32); the
+original instead solved in float64 on the host after rescaling the kernel,
+which a triangular solve does not need.
 """
 import numpy as np
 import tensorflow as tf
@@ -46,64 +49,70 @@ def square_ar_mask(channels):
     return mask
 
 
-def _skew_tables(height, width):
-    """Gather indices between an image (H*W pixels + one zero pixel) and its
-    anti-diagonal ("skewed") layout [H + W - 1, H], and the validity mask."""
-    n_diag = height + width - 1
-    skew = np.full([n_diag, height], height * width, np.int32)
-    valid = np.zeros([n_diag, height], np.float32)
-    for d in range(n_diag):
-        for i in range(max(0, d - width + 1), min(height, d + 1)):
-            skew[d, i] = i * width + (d - i)
-            valid[d, i] = 1.
-    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing='ij')
-    unskew = ((rows + cols) * height + rows).reshape(-1).astype(np.int32)
-    return skew, valid, unskew
+def diagonal_order(height, width):
+    """The H*W pixels (row-major indices) listed anti-diagonal by anti-diagonal,
+    d = i + j from 0 to H + W - 2, by row i within a diagonal, and the row
+    range (first, last) of every diagonal."""
+    bounds = [(max(0, d - width + 1), min(height - 1, d)) for d in range(height + width - 1)]
+    rows = np.concatenate([np.arange(first, last + 1) for first, last in bounds])
+    cols = np.concatenate([d - np.arange(first, last + 1) for d, (first, last) in enumerate(bounds)])
+    return (rows * width + cols).astype(np.int32), bounds
 
 
-def solve_later_dependent(y, centre, right, below, below_right, centre_lower):
-    """Solve, for x, the system
+def _row_shift(bounds, d, source, offset, dtype):
+    """0/1 matrix [L_d, L_source] taking the rows of diagonal `source` to the
+    rows of diagonal d whose pixel (i, .) neighbours the source pixel (i + offset, .);
+    rows without such a neighbour (outside the image) are zero."""
+    first, last = bounds[d]
+    source_first, source_last = bounds[source]
+    matrix = np.zeros([last - first + 1, source_last - source_first + 1], dtype.as_numpy_dtype)
+    for i in range(max(first, source_first - offset), min(last, source_last - offset) + 1):
+        matrix[i - first, i + offset - source_first] = 1.
+    return tf.constant(matrix)
 
-        y[i, j] = x[i, j] A + x[i, j+1] R + x[i+1, j] B + x[i+1, j+1] D
 
-    (row vectors over channels, zero outside the image, A triangular) by
-    back-substitution over anti-diagonals, last first.  y: [N, H, W, C].
+def solve_diagonals(y, bounds, centre, side, vertical, corner, centre_lower, later_first):
+    """Back-substitution over the anti-diagonals for the triangular system
 
-    In the skewed layout (one row per anti-diagonal d, indexed by the image
-    row i, plus one always-zero padding row so that "row i + 1" is a roll),
-    x_d = y_d A^-1 - [x_{d+1}, up(x_{d+1}), up(x_{d+2})] [R; B; D] A^-1:
-    one matmul per step.  A^-1 comes from a triangular solve; y A^-1 is
-    applied to all diagonals at once."""
-    height, width, channels = y.shape[1], y.shape[2], y.shape[3]
-    skew, valid, unskew = _skew_tables(height, width)
-    n_diag = height + width - 1
-    rows = height + 1
-    batch = tf.shape(y)[0]
-    flat = tf.reshape(y, [batch, height * width, channels])
-    flat = tf.concat([flat, tf.zeros_like(flat[:, :1])], axis=1)
-    # skew with the padding row: [D, rows] indices into the H*W pixels + the zero pixel
-    skew = np.concatenate([skew, np.full([n_diag, 1], height * width, np.int32)], axis=1)
-    y_skew = tf.transpose(tf.gather(flat, skew, axis=1), [1, 0, 2, 3])  # [D, N, rows, C]
-    centre_inverse = tf.linalg.triangular_solve(centre, tf.eye(channels, dtype=y.dtype), lower=centre_lower)
-    # [R; B; D] A^-1, applied to [x_{d+1}, up(x_{d+1}), up(x_{d+2})]
-    coupling = tf.concat([right, below, below_right], axis=0) @ centre_inverse
-    y_solved = tf.unstack(tf.reshape(y_skew, [n_diag, -1, channels]) @ centre_inverse)  # D x [N * rows, C]
-    valid = np.concatenate([valid, np.zeros([n_diag, 1], np.float32)], axis=1)
-    valid = tf.unstack(tf.reshape(tf.tile(tf.constant(valid[:, np.newaxis, :, np.newaxis], y.dtype),
-                                          [1, batch, 1, 1]), [n_diag, -1, 1]))
-    # Unrolled: H + W - 1 static steps of five ops each (a while_loop costs more per step on CPU).
-    previous = tf.zeros_like(y_solved[0])
-    previous_up = previous_up2 = previous
-    solved = [None] * n_diag
-    for d in reversed(range(n_diag)):
-        neighbours = tf.concat([previous, previous_up, previous_up2], axis=1)
-        x_d = (y_solved[d] - tf.matmul(neighbours, coupling)) * valid[d]
-        # the padding row is zero, so rolling the flat [N * rows, C] rows by one is "row i + 1"
-        previous, previous_up2, previous_up = x_d, previous_up, tf.roll(x_d, shift=-1, axis=0)
-        solved[d] = x_d
-    x_skew = tf.reshape(tf.stack(solved), [n_diag, batch, rows, channels])[:, :, :height]
-    x_skew = tf.reshape(tf.transpose(x_skew, [1, 0, 2, 3]), [batch, n_diag * height, channels])
-    return tf.reshape(tf.gather(x_skew, unskew, axis=1), [batch, height, width, channels])
+        later_first:  y[i, j] = x[i, j] A + x[i, j+1] S + x[i+1, j] V + x[i+1, j+1] K
+        otherwise:    y[i, j] = x[i, j] A + x[i, j-1] S + x[i-1, j] V + x[i-1, j-1] K
+
+    (row vectors over channels, zero outside the image, A triangular).  y and
+    the returned x are lists with one [L_d, N, C] tensor per anti-diagonal d
+    (`diagonal_order`, rows of the diagonal in increasing i; `bounds` are the
+    diagonals' row ranges).  Diagonal d depends only on the previous diagonal
+    in solving order (side and vertical neighbours) and the one before
+    (corner), so each step solves all its pixels at once:
+
+        x_d = (y_d - P_0 x_prev S - P_1 x_prev V - P_2 x_prev2 K) A^-1
+
+    with P_k static 0/1 row-shift matrices on [rows, N * C] views (cheaper than
+    zero-padding and slicing) and A^-1 from one triangular solve over channels."""
+    channels = y[0].shape[-1]
+    centre_inverse = tf.linalg.triangular_solve(centre, tf.eye(channels, dtype=y[0].dtype), lower=centre_lower)
+    step = 1 if later_first else -1  # towards the diagonal solved before; also the row offset
+    order = reversed(range(len(bounds))) if later_first else range(len(bounds))
+
+    def rows(t):
+        return tf.reshape(t, [t.shape[0], -1])
+
+    def flat(t):  # 2-D matmuls: [L, N, C] @ [C, C] would be a (much slower) batched matmul
+        return tf.reshape(t, [-1, channels])
+
+    x = [None] * len(bounds)
+    # Unrolled: H + W - 1 static steps (a while_loop costs more per step on CPU).
+    for d in order:
+        previous, before = d + step, d + 2 * step
+        terms = []
+        if 0 <= previous < len(bounds):
+            latest = rows(x[previous])
+            terms += [flat(_row_shift(bounds, d, previous, 0, y[d].dtype) @ latest) @ side,
+                      flat(_row_shift(bounds, d, previous, step, y[d].dtype) @ latest) @ vertical]
+        if 0 <= before < len(bounds):
+            terms.append(flat(_row_shift(bounds, d, before, step, y[d].dtype) @ rows(x[before])) @ corner)
+        residual = flat(y[d]) - tf.add_n(terms) if terms else flat(y[d])
+        x[d] = tf.reshape(residual @ centre_inverse, tf.shape(y[d]))
+    return x
 
 
 class EmergingConvBijector(FlowBijector):
@@ -139,12 +148,21 @@ class EmergingConvBijector(FlowBijector):
 
     def _forward(self, x):
         k1, k2 = self._kernels()
-        h = x - self._bias
-        # W2 system: depends on earlier pixels; flip H and W to make them later ones.
-        h = tf.reverse(h, axis=[1, 2])
-        h = solve_later_dependent(h, k2[1, 1], k2[1, 0], k2[0, 1], k2[0, 0], centre_lower=True)
-        h = tf.reverse(h, axis=[1, 2])
-        return solve_later_dependent(h, k1[1, 1], k1[1, 2], k1[2, 1], k1[2, 2], centre_lower=False)
+        batch, height, width, channels = tf.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
+        order, bounds = diagonal_order(height, width)
+        # [N, H, W, C] -> [H*W, N, C] in diagonal order by one gather over the flat
+        # pixels (cheaper here than a transpose followed by a gather), one piece per diagonal
+        examples = tf.range(batch)
+        h = tf.gather(tf.reshape(x - self._bias, [-1, channels]), order[:, None] + height * width * examples)
+        h = tf.split(h, [last - first + 1 for first, last in bounds])
+        # W2 system (pixels depend on earlier ones), then the W1 system (on later ones)
+        h = solve_diagonals(h, bounds, k2[1, 1], k2[1, 0], k2[0, 1], k2[0, 0], centre_lower=True, later_first=False)
+        h = solve_diagonals(h, bounds, k1[1, 1], k1[1, 2], k1[2, 1], k1[2, 2], centre_lower=False, later_first=True)
+        # back to [N, H, W, C]: pixel p of example n is row position[p] * N + n of the solution
+        # (a gather: tf.dynamic_stitch of the pieces takes XLA minutes to compile)
+        position = np.argsort(order).astype(np.int32)
+        h = tf.gather(tf.reshape(tf.concat(h, axis=0), [-1, channels]), position * batch + examples[:, None])
+        return tf.reshape(h, [batch, height, width, channels])
 
     def _inverse_log_det_jacobian(self, y):
         return spatial_size(y) * self._log_abs_det()
