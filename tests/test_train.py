@@ -194,8 +194,9 @@ def test_without_horovod_trains_as_one_process(tmp_path):
     assert 'horovod hidden by the test' in result.stdout
 
 
-def test_jit_compile_and_polyak_eval(tmp_path):
-    result = train([*DIGITS, *TINY, '--flow_permutation', '3', '--jit_compile', '--polyak_eval', '--epochs', '3',
+@pytest.mark.parametrize('flow_permutation', ['3', '4'])
+def test_jit_compile_and_polyak_eval(tmp_path, flow_permutation):
+    result = train([*DIGITS, *TINY, '--flow_permutation', flow_permutation, '--jit_compile', '--polyak_eval', '--epochs', '3',
                     '--epochs_full_valid', '2', '--epochs_full_sample', '2', '--logdir', str(tmp_path)])
     _, lines = read_log(os.path.join(tmp_path, 'test.txt'))
     assert len(lines) == 1 and np.isfinite(float(lines[0]['bits_x']))
