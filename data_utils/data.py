@@ -155,8 +155,11 @@ def _in_memory(config):
     if len(x_train) == 0 or len(x_test) == 0:
         raise ValueError(f'{config.problem}: process {config.rank} of {config.size} got no train or test images')
     x_train, x_test = _resize(x_train, config.image_size), _resize(x_test, config.image_size)
-    train = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(
-        len(x_train), seed=config.seed).repeat()
+    # Shuffle indices, not images: the shuffle buffer is then a few hundred KB, small enough
+    # to save with every checkpoint so that --resume continues at the exact data position.
+    images, labels = tf.constant(x_train), tf.constant(y_train)
+    train = tf.data.Dataset.range(len(x_train)).shuffle(len(x_train), seed=config.seed).repeat().map(
+        lambda i: (tf.gather(images, i), tf.gather(labels, i)))
     test = tf.data.Dataset.from_tensor_slices((x_test, y_test)).repeat()
     return train, test
 
@@ -195,7 +198,13 @@ def get_data(config: DataConfig) -> Data:
         train_batches = train_batches.map(lambda x, y: (augment(x, problem, dal), y),
                                           num_parallel_calls=config.pmap)
     test_batches = test.batch(config.local_batch_test, drop_remainder=True)
-    return Data(train=train_batches.prefetch(tf.data.AUTOTUNE), test=test_batches.prefetch(tf.data.AUTOTUNE),
+    # The iterators are checkpointed (exact resume); the augmentation's random ops are
+    # external state that is not saved: after a resume the same images come in the same
+    # order, with fresh random shifts and flips.
+    options = tf.data.Options()
+    options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
+    return Data(train=train_batches.prefetch(tf.data.AUTOTUNE).with_options(options),
+                test=test_batches.prefetch(tf.data.AUTOTUNE).with_options(options),
                 init_batch=(init_images.numpy(), init_labels.numpy()),
                 image_shape=(config.image_size, config.image_size, config.channels),
                 n_y=N_Y.get(problem, 1))

@@ -11,6 +11,7 @@ writes files.  Outputs in `logdir`:
 * epoch_{e}_sample_{k}.png sample grids at the eight temperatures;
 * tensorboard/ summaries: losses, learning rate, images/s, sample grids.
 """
+import glob
 import json
 import math
 import os
@@ -96,6 +97,8 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(logdir, 'checkpoints'),
                                                   max_to_keep=2)
         self.train_iter, self.test_iter = iter(data.train), iter(data.test)
+        # every process saves its own input position beside the (chief's) checkpoint
+        self.input_state = tf.train.Checkpoint(train=self.train_iter, test=self.test_iter)
         self.writer = tf.summary.create_file_writer(os.path.join(logdir, 'tensorboard')) if dist.is_chief else None
         self._build_functions()
 
@@ -160,13 +163,32 @@ class Trainer:
         self.checkpoint.read(path).expect_partial()
         self._broadcast()
 
+    def _input_state_path(self, epoch):
+        return os.path.join(self.logdir, 'checkpoints', f'input-rank{self.dist.rank}-{epoch}')
+
+    def save_input_state(self, epoch):
+        """This process's data position after `epoch`; keeps the last two, as the checkpoints."""
+        os.makedirs(os.path.dirname(self._input_state_path(epoch)), exist_ok=True)
+        self.input_state.write(self._input_state_path(epoch))
+        for old in glob.glob(self._input_state_path('*') + '.index'):
+            old_epoch = old[:-len('.index')].rsplit('-', 1)[-1]
+            if old_epoch.isdigit() and int(old_epoch) <= epoch - 2:
+                for path in glob.glob(old[:-len('.index')] + '.*'):
+                    os.remove(path)
+
     def resume(self):
-        """Continue from the latest checkpoint in logdir/checkpoints; returns its epoch (0 if none)."""
+        """Continue from the latest checkpoint in logdir/checkpoints; returns its epoch (None if none)."""
         latest = self.manager.latest_checkpoint
         if latest is None:
             return None
         self.restore(latest)
-        return int(self.epoch.numpy())
+        epoch = int(self.epoch.numpy())
+        path = self._input_state_path(epoch)
+        if os.path.exists(path + '.index'):
+            self.input_state.read(path).assert_consumed()
+        elif self.dist.is_chief:
+            print(f'resume: no saved input position for epoch {epoch}; the data stream restarts', flush=True)
+        return epoch
 
     def save_best(self):
         """Write model_best_loss.ckpt via temporary files, so a crash never leaves half of one."""
@@ -259,6 +281,8 @@ class Trainer:
                     print(epoch, int(self.n_processed.numpy()), int(self.n_images.numpy()),
                           f'{ips:.1f} {dtrain:.1f} {dtest:.1f} {dsample:.1f} {dcurr:.1f}',
                           train_results, test_results, msg, flush=True)
+            # the input position first: a checkpoint is only ever paired with its own position
+            self.save_input_state(epoch)
             if chief:
                 self.manager.save(checkpoint_number=epoch)
         if self.writer is not None:

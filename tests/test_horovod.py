@@ -48,3 +48,6 @@ def test_two_processes_end_with_identical_weights(tmp_path):
     assert [line['epoch'] for line in lines[1:]] == [1, 2]
     assert lines[1]['n_images'] == 2 * 2 * 32
     assert result.stdout.count('parameters: ') == 1
+    # each process saved its own input position beside the checkpoint (exact --resume)
+    for rank in range(2):
+        assert (logdir / 'checkpoints' / f'input-rank{rank}-2.index').exists()

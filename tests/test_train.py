@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from data_utils.tfrecords import write_shards
 from tests.helpers import DIGITS, ROOT, TINY, env, train
 
 TRAIN_KEYS = ['epoch', 'n_processed', 'n_images', 'train_time', 'loss', 'bits_x', 'bits_y', 'pred_loss']
@@ -202,3 +203,29 @@ def test_jit_compile_and_polyak_eval(tmp_path, flow_permutation):
     assert len(lines) == 1 and np.isfinite(float(lines[0]['bits_x']))
     assert os.path.exists(os.path.join(tmp_path, 'epoch_2_sample_7.png'))
     assert 'Horovod' in result.stdout
+
+
+@pytest.mark.parametrize('problem', ['digits', 'celeba'])
+def test_resume_continues_at_the_exact_data_position(tmp_path, problem):
+    """After --resume the next batch is the one the interrupted run would have drawn next."""
+    import train as train_module
+    if problem == 'digits':
+        data_args = [*DIGITS, '--dal', '0']
+    else:
+        rng = np.random.default_rng(5)
+        data_dir = str(tmp_path / 'data')
+        for split, n in (('train', 96), ('validation', 50)):
+            write_shards(rng.integers(0, 256, [n, 8, 8, 3]), np.zeros(n), data_dir, split, n_shards=3)
+        data_args = ['--problem', 'celeba', '--data_dir', data_dir, '--image_size', '8', '--anchor_size', '8',
+                     '--n_batch_train', '16', '--n_batch_init', '16', '--n_train', '48', '--n_test', '50']
+    args = [*data_args, *TINY, '--epochs_full_valid', '1000', '--logdir', str(tmp_path / 'run')]
+    code, first = train_module.run([*args, '--epochs', '3'])
+    assert code == 0
+    expected = [next(first.train_iter)[0].numpy() for _ in range(3)]
+    code, resumed = train_module.run([*args, '--epochs', '3', '--resume'])  # restores epoch 2, trains nothing
+    assert code == 0 and int(resumed.epoch.numpy()) == 2
+    for batch in expected:
+        np.testing.assert_array_equal(next(resumed.train_iter)[0].numpy(), batch)
+    # a fresh pipeline would not have continued there
+    code, fresh = train_module.run([*args, '--epochs', '1', '--logdir', str(tmp_path / 'fresh')])
+    assert not np.array_equal(next(fresh.train_iter)[0].numpy(), expected[0])
