@@ -42,7 +42,7 @@ def test_polyak_average_is_zero_debiased_and_swappable():
         history.append(var.numpy()[0])
     weights = np.array([0.5 ** 2, 0.5, 1.]) * 0.5
     expected = (weights * np.array(history)).sum() / (1 - 0.5 ** 3)
-    np.testing.assert_allclose(opt.polyak[0].numpy(), [expected], rtol=1e-12)
+    np.testing.assert_allclose(opt.polyak_values()[0].numpy(), [expected], rtol=1e-12)
     current = var.numpy().copy()
     opt.swap_polyak()
     np.testing.assert_allclose(var.numpy(), [expected])
@@ -53,3 +53,19 @@ def test_polyak_average_is_zero_debiased_and_swappable():
 def test_bad_optimizer():
     with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
         Optimizer([tf.Variable(1.)], 'sgd')
+
+
+def test_many_weights_of_mixed_shapes_and_dtypes_each_follow_the_formulas():
+    """The state is flat per dtype: every weight must still get its own update."""
+    rng = np.random.default_rng(1)
+    shapes = [([3, 2], tf.float32), ([4], tf.float64), ([1, 1, 2, 5], tf.float32), ([], tf.float32)]
+    initial = [rng.normal(size=shape) for shape, _ in shapes]
+    variables = [tf.Variable(w, dtype=dtype) for w, (_, dtype) in zip(initial, shapes)]
+    grads = [[rng.normal(size=shape) for shape, _ in shapes] for _ in range(3)]
+    opt = Optimizer(variables, 'adamax', beta1=0.9, beta2=0.95, weight_decay=0.99)
+    for step in grads:
+        opt.apply([tf.constant(g, v.dtype) for g, v in zip(step, variables)], 0.01)
+    for i, variable in enumerate(variables):
+        expected = reference('adamax', initial[i], [step[i] for step in grads], 0.01, 0.9, 0.95, 0.99)
+        np.testing.assert_allclose(variable.numpy(), expected, rtol=2e-5, atol=1e-6)
+        assert opt.polyak_values()[i].shape == variable.shape
