@@ -7,6 +7,7 @@ REQUIREMENTS = [
     'keras==3.8.0',
     'tensorflow-datasets==4.9.7',
     'tensorflow-metadata==1.16.1',
+    'importlib_resources>=6,<7',  # tfds needs it to build (download) cifar10 / mnist
     'protobuf==5.29.5',
     'googleapis-common-protos>=1.56,<1.67',
     'absl-py>=2.1,<3',

@@ -16,8 +16,8 @@ affine coupling, learned prior, `width` hidden channels.  Candidates:
 
 The candidates are timed in turn, `steps` steps each, `repeats` rounds, best
 round kept.  Sampling: 100 images at temperature 1, per permutation.  Memory:
-a K=32 train step in a fresh process per setting, peak RSS growth with and
-without gradient checkpointing.  Pipeline: images/s of the TFRecord input
+a K=32 train step in a fresh process per setting, its peak tensor memory
+(TensorFlow's allocator statistics) with and without gradient checkpointing.  Pipeline: images/s of the TFRecord input
 pipeline alone (shards written by this script) against the train step.
 
 The last line is `train throughput vs tfb.Glow: <X>x`.
@@ -25,7 +25,6 @@ The last line is `train throughput vs tfb.Glow: <X>x`.
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -112,20 +111,25 @@ def timed_rounds(candidates, steps, repeats):
 
 
 def memory_child(args):
-    """Runs in a fresh process: peak RSS growth of K=32 train steps (MiB) and seconds per step."""
+    """Runs in a fresh process: peak tensor memory of a K=32 train step (MiB) and seconds per step."""
     rng = np.random.default_rng(1)
     x, y = tf.constant(random_images(rng, args.batch)), tf.zeros([args.batch], tf.int32)
     trainer = our_trainer(args, 2, depth=32, gradient_checkpointing=bool(args.memory_child_checkpointing))
-    trainer.test_step(x, y)  # forward only: weights, tracing of the model, allocator warm
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    trainer.test_step(x, y)  # a forward pass: weights and the allocator's pools in place
+    lr = tf.constant(1e-4)
+    trainer.train_step.get_concrete_function(x, y, lr)  # trace without running
+    # TensorFlow's own allocator statistics (CPU or GPU): the tensors of one train step
+    device = 'GPU:0' if tf.config.list_logical_devices('GPU') else 'CPU:0'
+    tf.config.experimental.reset_memory_stats(device)
+    before = tf.config.experimental.get_memory_info(device)['current']
+    trainer.train_step(x, y, lr)
+    peak = tf.config.experimental.get_memory_info(device)['peak']
     step = our_step(trainer, x, y)
-    step()
     start = time.perf_counter()
     for _ in range(3):
         step()
     seconds = (time.perf_counter() - start) / 3
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({'rss_growth_mib': (peak - before) / 1024., 'seconds_per_step': seconds}))
+    print(json.dumps({'peak_mib': (peak - before) / 2 ** 20, 'seconds_per_step': seconds}))
 
 
 def memory_table(args):
@@ -135,11 +139,12 @@ def memory_table(args):
                               '--width', str(args.width), '--memory_child_checkpointing', str(checkpointing)],
                              capture_output=True, text=True, check=True)
         results[checkpointing] = json.loads(out.stdout.strip().splitlines()[-1])
-    print('\ngradient checkpointing, K=32 train step (fresh process each, peak RSS growth over a forward pass):')
+    print('\ngradient checkpointing, K=32 train step (fresh process each; peak tensor memory of one step above '
+          'the weights, from TensorFlow\'s allocator statistics):')
     for checkpointing, result in results.items():
-        print(f'  checkpointing {checkpointing}: {result["rss_growth_mib"]:8.0f} MiB, '
+        print(f'  checkpointing {checkpointing}: {result["peak_mib"]:8.0f} MiB, '
               f'{result["seconds_per_step"]:.3f} s/step')
-    print(f'  memory with/without: {results[1]["rss_growth_mib"] / results[0]["rss_growth_mib"]:.2f}x, '
+    print(f'  memory with/without: {results[1]["peak_mib"] / results[0]["peak_mib"]:.2f}x, '
           f'slow-down: {results[1]["seconds_per_step"] / results[0]["seconds_per_step"]:.2f}x')
 
 
@@ -193,7 +198,7 @@ def main():
     candidates = {'tfb.Glow': tfb_step, **{name: our_step(t, x, y) for name, t in trainers.items()}}
     seconds = timed_rounds(candidates, args.steps, args.repeats)
     params = {'tfb.Glow': tfb_params,
-              **{name: sum(t.model.parameter_counts().values()) for name, t in trainers.items()}}
+              **{name: t.model.parameter_counts()['total'] for name, t in trainers.items()}}
     print(f'\n{"train step":<24} | {"params":>10} | {"s/step":>7} | {"images/s":>8} | {"vs tfb.Glow":>11} | '
           f'{"vs ours 1x1":>11}')
     base, ours = seconds['tfb.Glow'], seconds['ours 1x1 (perm 2)']

@@ -136,3 +136,21 @@ def test_augmentation_levels():
         out = augment(x, problem, dal)
         assert out.shape == x.shape and out.dtype == tf.uint8
         assert not np.array_equal(out.numpy(), x.numpy())
+
+
+def test_tfds_data_that_cannot_be_downloaded_is_named(tmp_path, monkeypatch):
+    """No data in --data_dir and no network: tfds's own build path fails in its downloader."""
+    import tensorflow_datasets as tfds
+
+    from data_utils import DataConfig, get_data
+
+    def offline(*args, **kwargs):
+        raise ConnectionError('network is unreachable (simulated by the test)')
+    monkeypatch.setattr(tfds.download.DownloadManager, 'download_and_extract', offline)
+    monkeypatch.setattr(tfds.download.DownloadManager, 'download', offline)
+    with pytest.raises(FileNotFoundError) as error:
+        get_data(DataConfig(problem='cifar10', data_dir=str(tmp_path), image_size=32))
+    message = str(error.value)
+    assert "could not load 'cifar10'" in message and str(tmp_path) in message
+    assert 'could not download it' in message and 'network is unreachable' in message
+    assert f'tfds build cifar10 --data_dir DIR' in message
