@@ -2,7 +2,7 @@
 per-pixel, per-channel back-substitution the original ran (NumPy, vectorised
 over the batch only) and (b) one forward pass of the same layer (the floor).
 
-    python scripts/bench_inverse.py [--batch 100] [--repeats 5] [--xla]
+    python scripts/bench_inverse.py [--batch 100] [--repeats 10] [--xla]
 
 Prints a table and, last, `min speedup vs reference: <X>x, max inverse/forward: <Y>x, max abs error: <E>`.
 """
