@@ -1,0 +1,32 @@
+"""The benchmark and profiling scripts run and print their summaries (tiny settings; not timed)."""
+import os
+import re
+import subprocess
+import sys
+
+from tests.helpers import ROOT, env
+
+
+def run_script(name, *args):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', name), *args], cwd=ROOT, env=env(),
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_bench_train_prints_every_table_and_the_summary_line():
+    out = run_script('bench_train.py', '--depth', '1', '--width', '8', '--steps', '1', '--repeats', '1',
+                     '--no_memory')
+    for row in ('tfb.Glow', 'ours 1x1 (perm 2)', 'ours emerging (perm 3)', 'ours periodic (perm 4)',
+                'ours emerging, XLA'):
+        assert row in out
+    assert 'sample 100 images' in out and 'input pipeline alone' in out
+    assert re.search(r'^train throughput vs tfb\.Glow: \d+\.\d\dx$', out.strip().splitlines()[-1])
+
+
+def test_profile_step_names_the_ops(tmp_path):
+    out = run_script('profile_step.py', '--flow_permutation', '3', '--depth', '1', '--width', '8', '--steps', '1',
+                     '--out', str(tmp_path / 'trace'))
+    assert 'ms of op time per call' in out
+    assert re.search(r'Conv2D', out)  # the convolutions show up among the top ops
+    assert list((tmp_path / 'trace' / 'plugins' / 'profile').glob('*/*.xplane.pb'))
