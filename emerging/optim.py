@@ -51,11 +51,15 @@ class Optimizer(tf.Module):
     def _concat_flat(tensors):
         return tf.concat([tf.reshape(tf.convert_to_tensor(t), [-1]) for t in tensors], axis=0)
 
-    def _assign(self, indices, flat):
+    def _unflatten(self, indices, flat):
+        """The pieces of a group's flat vector, shaped like the group's weights."""
         variables = [self.variables_[i] for i in indices]
-        sizes = [int(np.prod(v.shape)) for v in variables]
-        for variable, value in zip(variables, tf.split(flat, sizes)):
-            variable.assign(tf.reshape(value, variable.shape))
+        pieces = tf.split(flat, [int(np.prod(v.shape)) for v in variables])
+        return [tf.reshape(piece, v.shape) for piece, v in zip(pieces, variables)]
+
+    def _assign(self, indices, flat):
+        for i, value in zip(indices, self._unflatten(indices, flat)):
+            self.variables_[i].assign(value)
 
     def apply(self, grads, lr, squared_grads=None):
         """One update with the process-averaged `grads`; for adam2, `squared_grads`
@@ -92,9 +96,8 @@ class Optimizer(tf.Module):
         """The Polyak average of every weight, in the order of `variables`."""
         values = [None] * len(self.variables_)
         for group, indices in enumerate(self._groups):
-            sizes = [int(np.prod(self.variables_[i].shape)) for i in indices]
-            for i, value in zip(indices, tf.split(self.polyak[group], sizes)):
-                values[i] = tf.reshape(value, self.variables_[i].shape)
+            for i, value in zip(indices, self._unflatten(indices, self.polyak[group])):
+                values[i] = value
         return values
 
     def swap_polyak(self):

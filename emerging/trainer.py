@@ -58,6 +58,14 @@ class ResultLogger:
             os.fsync(f.fileno())
 
 
+def write_checkpoint_atomically(checkpoint, prefix):
+    """checkpoint.write(prefix) via temporary files, so a crash never leaves half of one."""
+    written = checkpoint.write(prefix + '.tmp')
+    for suffix in ('.data-00000-of-00001', '.index'):
+        os.replace(written + suffix, prefix + suffix)
+    return prefix
+
+
 def format_results(results):
     return {name: f'{value:.4f}' for name, value in zip(STATS, results)}
 
@@ -191,12 +199,8 @@ class Trainer:
         return epoch
 
     def save_best(self):
-        """Write model_best_loss.ckpt via temporary files, so a crash never leaves half of one."""
-        prefix = os.path.join(self.logdir, BEST_CHECKPOINT)
-        written = self.checkpoint.write(prefix + '.tmp')
-        for suffix in ('.data-00000-of-00001', '.index'):
-            os.replace(written + suffix, prefix + suffix)
-        return prefix
+        """Write model_best_loss.ckpt (atomically)."""
+        return write_checkpoint_atomically(self.checkpoint, os.path.join(self.logdir, BEST_CHECKPOINT))
 
     # ---- loop -------------------------------------------------------------------------
     def learning_rate(self):

@@ -35,7 +35,7 @@ def main(argv=None):
 
     from emerging.model import Glow
     from emerging.tf1_import import CheckpointMismatch, import_tf1_checkpoint
-    from emerging.trainer import BEST_CHECKPOINT
+    from emerging.trainer import BEST_CHECKPOINT, write_checkpoint_atomically
 
     prefix = os.path.join(args.logdir, BEST_CHECKPOINT)
     log = os.path.join(args.logdir, 'train.txt')
@@ -50,10 +50,7 @@ def main(argv=None):
         print(f'import_tf1_checkpoint: error: {error}', file=sys.stderr)
         return 2
     os.makedirs(args.logdir, exist_ok=True)
-    # via temporary files: an interrupted import never leaves half a checkpoint
-    written = tf.train.Checkpoint(model=model).write(prefix + '.tmp')
-    for suffix in ('.data-00000-of-00001', '.index'):
-        os.replace(written + suffix, prefix + suffix)
+    write_checkpoint_atomically(tf.train.Checkpoint(model=model), prefix)
     hparams = dict(run.hparams, imported_from=os.path.abspath(args.tf1_checkpoint))
     hparams.pop('tf1_checkpoint', None)
     with open(log + '.tmp', 'w') as f:

@@ -44,23 +44,23 @@ class PeriodicConvBijector(FlowBijector):
         super().__init__(parameters=parameters, name=name, validate_args=validate_args,
                          is_constant_jacobian=True)
 
-    def _frequency_matrices(self, height, width):
-        """K(u, v) for u < H, v <= W // 2: complex128 [H, W // 2 + 1, C, C]."""
-        offsets = np.arange(3) - 1
-        phase_h = np.exp(2j * np.pi * np.outer(np.arange(height), offsets) / height)
-        phase_w = np.exp(2j * np.pi * np.outer(np.arange(width // 2 + 1), offsets) / width)
-        kernel = tf.cast(tf.cast(self._kernel, tf.float64), tf.complex128)
-        return tf.einsum('ua,vb,abij->uvij', tf.constant(phase_h), tf.constant(phase_w), kernel)
-
-    def _log_abs_det(self, height, width):
-        # log|det K| = 1/2 log|det [[A, -B], [B, A]]| for K = A + iB, and that real log|det|
-        # from a QR in float64: unlike a complex slogdet this compiles under XLA (--jit_compile).
+    def _frequency_parts(self, height, width):
+        """Re K(u, v) and Im K(u, v) for u < H, v <= W // 2: float64 [H, W // 2 + 1, C, C] each."""
         offsets = np.arange(3) - 1
         angle = 2. * np.pi * (np.arange(height)[:, None, None, None] * offsets[None, None, :, None] / height
                               + np.arange(width // 2 + 1)[None, :, None, None] * offsets[None, None, None, :] / width)
         kernel = tf.cast(self._kernel, tf.float64)
-        real = tf.einsum('uvab,abij->uvij', tf.constant(np.cos(angle)), kernel)
-        imag = tf.einsum('uvab,abij->uvij', tf.constant(np.sin(angle)), kernel)
+        return (tf.einsum('uvab,abij->uvij', tf.constant(np.cos(angle)), kernel),
+                tf.einsum('uvab,abij->uvij', tf.constant(np.sin(angle)), kernel))
+
+    def _frequency_matrices(self, height, width):
+        """K(u, v) for u < H, v <= W // 2: complex128 [H, W // 2 + 1, C, C]."""
+        return tf.complex(*self._frequency_parts(height, width))
+
+    def _log_abs_det(self, height, width):
+        # log|det K| = 1/2 log|det [[A, -B], [B, A]]| for K = A + iB, and that real log|det|
+        # from a QR in float64: unlike a complex slogdet this compiles under XLA (--jit_compile).
+        real, imag = self._frequency_parts(height, width)
         stacked = tf.concat([tf.concat([real, -imag], axis=-1), tf.concat([imag, real], axis=-1)], axis=-2)
         upper = tf.linalg.qr(stacked)[1]
         log_abs = 0.5 * tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(upper))), axis=-1)
