@@ -10,6 +10,16 @@ alpha_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t), for every weight w with gradie
 Polyak: an exponential moving average of every trainable weight with decay
 beta2, zero-debiased (biased <- beta2 biased + (1 - beta2) w; average = biased / (1 - beta2^n)),
 saved with the checkpoint and swappable in for evaluation and sampling.
+
+How it runs: adamax and adam update each weight and its moments in place with
+TensorFlow's fused kernels (`ResourceApplyAdaMax`, `ResourceApplyAdam`, the
+formulas above exactly, with lr * sqrt(1 - beta2^t) resp. the beta powers
+passed in), and the Polyak sum in place with `ResourceApplyGradientDescent`
+(biased -= (1 - beta2) (biased - w)): two kernels per weight, no whole-model
+temporaries, so the optimiser adds almost nothing to a train step's peak
+memory (a flat-vector update was tried: as fast, but it held five model-sized
+temporaries, more than the activations of a gradient-checkpointed step).
+adam2 and weight decay add a few plain ops per weight.
 """
 import numpy as np
 import tensorflow as tf
@@ -18,12 +28,9 @@ EPSILON = 1e-8
 
 
 class Optimizer(tf.Module):
-    """The state (m, u or v, Polyak) is kept as one flat vector per dtype: a training step
-    then runs a few large elementwise ops instead of ~20 small ones per weight, which the
-    profile of the train step showed costing ~20% of its op time (hundreds of weights)."""
+    """Per-weight state: `m1` (first moment), `m2` (u or v), `polyak_biased`, in the order of `variables`."""
 
-    def __init__(self, variables, kind='adamax', beta1=0.9, beta2=0.999, weight_decay=1.,
-                 square_allreduce=None, name='optimizer'):
+    def __init__(self, variables, kind='adamax', beta1=0.9, beta2=0.999, weight_decay=1., name='optimizer'):
         super().__init__(name=name)
         if kind not in ('adam', 'adamax', 'adam2'):
             raise ValueError(f'unknown optimizer {kind!r}; allowed: adam, adamax, adam2')
@@ -31,78 +38,66 @@ class Optimizer(tf.Module):
             raise ValueError(f'beta1 and beta2 must be in [0, 1), got {beta1}, {beta2}')
         self.kind, self.beta1, self.beta2 = kind, float(beta1), float(beta2)
         self.weight_decay = float(weight_decay)
-        self.square_allreduce = square_allreduce
         self.variables_ = list(variables)
-        groups = {}
-        for i, v in enumerate(self.variables_):
-            groups.setdefault(v.dtype, []).append(i)
-        self._groups = list(groups.values())
         self.step = tf.Variable(1., trainable=False, name='adam_t')
-        self.m1, self.m2, self.polyak_biased, self.polyak = [], [], [], []
-        for indices in self._groups:
-            flat = self._concat_flat([self.variables_[i] for i in indices])
-            self.m1.append(tf.Variable(tf.zeros_like(flat), trainable=False, name='m1'))
-            self.m2.append(tf.Variable(tf.zeros_like(flat), trainable=False, name='m2'))
-            self.polyak_biased.append(tf.Variable(tf.zeros_like(flat), trainable=False, name='ema_biased'))
-            self.polyak.append(tf.Variable(flat, trainable=False, name='ema'))
+
+        def slots(name):
+            return [tf.Variable(tf.zeros_like(v), trainable=False, name=f'{name}_{i}')
+                    for i, v in enumerate(self.variables_)]
+
+        self.m1, self.m2, self.polyak_biased = slots('m1'), slots('m2'), slots('ema_biased')
         self.polyak_step = tf.Variable(0., trainable=False, name='ema_step')
-
-    @staticmethod
-    def _concat_flat(tensors):
-        return tf.concat([tf.reshape(tf.convert_to_tensor(t), [-1]) for t in tensors], axis=0)
-
-    def _unflatten(self, indices, flat):
-        """The pieces of a group's flat vector, shaped like the group's weights."""
-        variables = [self.variables_[i] for i in indices]
-        pieces = tf.split(flat, [int(np.prod(v.shape)) for v in variables])
-        return [tf.reshape(piece, v.shape) for piece, v in zip(pieces, variables)]
-
-    def _assign(self, indices, flat):
-        for i, value in zip(indices, self._unflatten(indices, flat)):
-            self.variables_[i].assign(value)
+        self._unswapped = None  # the weights while the Polyak averages are swapped in
 
     def apply(self, grads, lr, squared_grads=None):
         """One update with the process-averaged `grads`; for adam2, `squared_grads`
         are the process averages of g^2 (computed by the caller around its allreduce)."""
         t = self.step
-        alpha = lr * tf.sqrt(1. - tf.pow(self.beta2, t)) / (1. - tf.pow(self.beta1, t))
+        beta1_power, beta2_power = tf.pow(self.beta1, t), tf.pow(self.beta2, t)
         self.polyak_step.assign_add(1.)
-        debias = 1. - tf.pow(self.beta2, self.polyak_step)
-        for group, indices in enumerate(self._groups):
-            w = self._concat_flat([self.variables_[i] for i in indices])
-            g = self._concat_flat([grads[i] for i in indices])
-            m1, m2 = self.m1[group], self.m2[group]
-            if self.beta1 > 0:
-                m1.assign(self.beta1 * m1 + (1. - self.beta1) * g)
-                moment = m1
-            else:
-                moment = g
+        for i, (w, g) in enumerate(zip(self.variables_, grads)):
+            dtype = w.dtype
+
+            def scalar(value, dtype=dtype):
+                return tf.cast(value, dtype)
+
+            if self.weight_decay != 1.:
+                w.assign(w * self.weight_decay)
+            m1, m2 = self.m1[i], self.m2[i]
             if self.kind == 'adamax':
-                m2.assign(tf.maximum(self.beta2 * m2, tf.abs(g)))
-                delta = moment / (m2 + EPSILON)
+                # the kernel divides by (1 - beta1^t) itself
+                update = tf.raw_ops.ResourceApplyAdaMax(
+                    var=w.handle, m=m1.handle, v=m2.handle, beta1_power=scalar(beta1_power),
+                    lr=scalar(lr * tf.sqrt(1. - beta2_power)), beta1=scalar(self.beta1), beta2=scalar(self.beta2),
+                    epsilon=scalar(EPSILON), grad=g)
+            elif self.kind == 'adam' or squared_grads is None:
+                update = tf.raw_ops.ResourceApplyAdam(
+                    var=w.handle, m=m1.handle, v=m2.handle, beta1_power=scalar(beta1_power),
+                    beta2_power=scalar(beta2_power), lr=scalar(lr), beta1=scalar(self.beta1),
+                    beta2=scalar(self.beta2), epsilon=scalar(EPSILON), grad=g)
             else:
-                square = (tf.square(g) if self.kind == 'adam' or squared_grads is None
-                          else self._concat_flat([squared_grads[i] for i in indices]))
-                m2.assign(self.beta2 * m2 + (1. - self.beta2) * square)
-                delta = moment / (tf.sqrt(m2) + EPSILON)
-            w = self.weight_decay * w - tf.cast(alpha, w.dtype) * delta
-            self._assign(indices, w)
-            biased = self.polyak_biased[group]
-            biased.assign(self.beta2 * biased + (1. - self.beta2) * w)
-            self.polyak[group].assign(biased / tf.cast(debias, w.dtype))
+                alpha = scalar(lr * tf.sqrt(1. - beta2_power) / (1. - beta1_power))
+                m1.assign(self.beta1 * m1 + (1. - self.beta1) * g)
+                m2.assign(self.beta2 * m2 + (1. - self.beta2) * squared_grads[i])
+                update = w.assign_sub(alpha * m1 / (tf.sqrt(m2) + EPSILON))
+            with tf.control_dependencies([update]):
+                biased = self.polyak_biased[i]
+                tf.raw_ops.ResourceApplyGradientDescent(var=biased.handle, alpha=scalar(1. - self.beta2),
+                                                        delta=biased - w)
         t.assign_add(1.)
 
     def polyak_values(self):
         """The Polyak average of every weight, in the order of `variables`."""
-        values = [None] * len(self.variables_)
-        for group, indices in enumerate(self._groups):
-            for i, value in zip(indices, self._unflatten(indices, self.polyak[group])):
-                values[i] = value
-        return values
+        debias = 1. - tf.pow(self.beta2, self.polyak_step)
+        return [biased / tf.cast(debias, biased.dtype) for biased in self.polyak_biased]
 
     def swap_polyak(self):
-        """Exchange the weights and their Polyak averages (call again to swap back)."""
-        for group, indices in enumerate(self._groups):
-            current = self._concat_flat([self.variables_[i] for i in indices])
-            self._assign(indices, self.polyak[group])
-            self.polyak[group].assign(current)
+        """Put the Polyak averages in place of the weights; the next call puts the weights back."""
+        if self._unswapped is None:
+            self._unswapped = [np.array(w.numpy()) for w in self.variables_]
+            for w, value in zip(self.variables_, self.polyak_values()):
+                w.assign(value)
+        else:
+            for w, value in zip(self.variables_, self._unswapped):
+                w.assign(value)
+            self._unswapped = None

@@ -56,7 +56,7 @@ def test_bad_optimizer():
 
 
 def test_many_weights_of_mixed_shapes_and_dtypes_each_follow_the_formulas():
-    """The state is flat per dtype: every weight must still get its own update."""
+    """Every weight (fused kernels for float32 and float64, decay on top) gets its own update."""
     rng = np.random.default_rng(1)
     shapes = [([3, 2], tf.float32), ([4], tf.float64), ([1, 1, 2, 5], tf.float32), ([], tf.float32)]
     initial = [rng.normal(size=shape) for shape, _ in shapes]

@@ -68,7 +68,8 @@ class ActNorm(FlowLayer):
     def make_bijector(self):
         return ActNormBijector(self.bias, self.logs, self.logscale_factor, name=self.name)
 
-    def _initialize_from(self, x):
+    def initialize_from(self, x):
+        """Data-dependent initialisation from x [N, H, W, C]: zero mean, unit variance per channel."""
         mean = tf.reduce_mean(x, axis=[0, 1, 2], keepdims=True)
         self.bias.assign(-mean)
         std = tf.sqrt(tf.reduce_mean(tf.square(x - mean), axis=[0, 1, 2], keepdims=True))
@@ -77,12 +78,5 @@ class ActNorm(FlowLayer):
 
     def forward(self, x, log_det):
         if self.init_from_next_batch:
-            self._initialize_from(x)
+            self.initialize_from(x)
         return super().forward(x, log_det)
-
-    def normalize(self, x):
-        """The layer as a plain activation normaliser (no log-det): used after
-        the convolutions of the coupling network, where it replaces the bias."""
-        if self.init_from_next_batch:
-            self._initialize_from(x)
-        return self.bijector._inverse(x)

@@ -27,6 +27,18 @@ tfb = tfp.bijectors
 EVENT_NDIMS = 3
 
 
+def pixelwise_matmul(x, matrix, bias=None, relu=False):
+    """[N, H, W, C] @ [C, C'] (+ bias [C']) (then ReLU) -> [N, H, W, C'] at every
+    pixel: a 1x1 convolution as one 2-D matrix product, faster than a 1x1 Conv2D
+    and its gradients on CPU (and the bias add and ReLU fuse into the product)."""
+    flat = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), matrix)
+    if bias is not None:
+        flat = tf.nn.bias_add(flat, bias)
+    if relu:
+        flat = tf.nn.relu(flat)
+    return tf.reshape(flat, tf.concat([tf.shape(x)[:-1], [matrix.shape[-1]]], axis=0))
+
+
 def spatial_size(x):
     """H * W of an NHWC tensor as float32 (static when known)."""
     h, w = x.shape[-3], x.shape[-2]

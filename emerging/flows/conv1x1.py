@@ -20,7 +20,7 @@ import numpy as np
 import scipy.linalg
 import tensorflow as tf
 
-from emerging.flows.base import FlowBijector, FlowLayer, check_nhwc, spatial_size
+from emerging.flows.base import FlowBijector, FlowLayer, check_nhwc, pixelwise_matmul, spatial_size
 
 DECOMPOSITIONS = ('', 'PLU', 'LU', 'QR')
 
@@ -28,10 +28,6 @@ DECOMPOSITIONS = ('', 'PLU', 'LU', 'QR')
 def random_orthogonal(rng, n):
     """A random orthogonal matrix: Q of the QR decomposition of a Gaussian matrix."""
     return np.linalg.qr(rng.standard_normal((n, n)))[0]
-
-
-def _apply_matrix(x, matrix):
-    return tf.nn.conv2d(x, matrix[tf.newaxis, tf.newaxis], strides=1, padding='VALID')
 
 
 class _Conv1x1Bijector(FlowBijector):
@@ -49,10 +45,10 @@ class _Conv1x1Bijector(FlowBijector):
         return tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(r))))
 
     def _inverse(self, y):
-        return _apply_matrix(y, tf.cast(self._matrix64(), y.dtype))
+        return pixelwise_matmul(y, tf.cast(self._matrix64(), y.dtype))
 
     def _forward(self, x):
-        return _apply_matrix(x, tf.cast(self._inverse_matrix64(), x.dtype))
+        return pixelwise_matmul(x, tf.cast(self._inverse_matrix64(), x.dtype))
 
     def _inverse_log_det_jacobian(self, y):
         return spatial_size(y) * tf.cast(self._log_abs_det64(), y.dtype)

@@ -17,18 +17,20 @@ import tensorflow as tf
 import tf_keras
 
 from emerging.flows.base import FlowLayer, JointFlowBijector, check_nhwc, sum_event
-from emerging.flows.nn import Conv2dActnorm, Conv2dZeros
+from emerging.flows.nn import Conv2dActnorm, Conv2dZeros, even_then_odd
 
 COUPLINGS = {0: 'additive', 1: 'affine'}
 
 
 class CouplingNetwork(tf_keras.layers.Layer):
-    def __init__(self, width, n_out, rng=None, name='f1', **kwargs):
+    """`f1`; with `output_order` its output channels come reordered (see Conv2dZeros)."""
+
+    def __init__(self, width, n_out, rng=None, output_order=None, name='f1', **kwargs):
         super().__init__(name=name, **kwargs)
         rng = rng if rng is not None else np.random.default_rng()
-        self.l_1 = Conv2dActnorm(width, 3, rng=rng, name='l_1')
-        self.l_2 = Conv2dActnorm(width, 1, rng=rng, name='l_2')
-        self.l_last = Conv2dZeros(n_out, 3, name='l_last')
+        self.l_1 = Conv2dActnorm(width, 3, rng=rng, relu=True, name='l_1')
+        self.l_2 = Conv2dActnorm(width, 1, rng=rng, relu=True, name='l_2')
+        self.l_last = Conv2dZeros(n_out, 3, output_order=output_order, name='l_last')
 
     def build(self, input_shape):
         hidden_shape = list(input_shape[:-1]) + [self.l_1.width]
@@ -38,9 +40,7 @@ class CouplingNetwork(tf_keras.layers.Layer):
         self.built = True
 
     def call(self, x):
-        h = tf.nn.relu(self.l_1(x))
-        h = tf.nn.relu(self.l_2(h))
-        return self.l_last(h)
+        return self.l_last(self.l_2(self.l_1(x)))
 
 
 class CouplingBijector(JointFlowBijector):
@@ -53,14 +53,15 @@ class CouplingBijector(JointFlowBijector):
         super().__init__(parameters=parameters, name=name, validate_args=validate_args)
 
     def _halves(self, x):
-        half = x.shape[-1] // 2
-        return x[..., :half], x[..., half:]
+        return tf.split(x, 2, axis=-1)
 
     def _shift_and_log_scale(self, z1):
         h = self._network(z1)
         if not self._affine:
             return h, None
-        return h[..., 0::2], tf.math.log_sigmoid(h[..., 1::2] + 2.)
+        # the network emits the original's h[..., 0::2] then h[..., 1::2]
+        shift, scale_logit = tf.split(h, 2, axis=-1)
+        return shift, tf.math.log_sigmoid(scale_logit + 2.)
 
     def inverse_and_log_det(self, y):
         z1, z2 = self._halves(y)
@@ -92,7 +93,8 @@ class Coupling(FlowLayer):
     def build(self, input_shape):
         channels = check_nhwc(self.name, input_shape, even_channels=True)[-1]
         n_out = channels if self.affine else channels // 2
-        self.network = CouplingNetwork(self.width, n_out, rng=self._rng, name='f1')
+        self.network = CouplingNetwork(self.width, n_out, rng=self._rng, name='f1',
+                                       output_order=even_then_odd(n_out) if self.affine else None)
         self.network.build(list(input_shape[:-1]) + [channels // 2])
         self.built = True
 

@@ -42,12 +42,14 @@ class TopPrior(tf_keras.layers.Layer):
 
     def call(self, y_onehot):
         height, width, channels = self.top_shape
-        h = tf.zeros([tf.shape(y_onehot)[0], height, width, 2 * channels])
+        batch_size = tf.shape(y_onehot)[0]
         if self.p is not None:
-            h = self.p(h)
+            h = self.p.of_zeros(batch_size, height, width)
+        else:
+            h = tf.zeros([batch_size, height, width, 2 * channels])
         if self.y_emb is not None:
             h += tf.reshape(self.y_emb(y_onehot), [-1, 1, 1, 2 * channels])
-        return h[..., :channels], h[..., channels:]
+        return tf.split(h, 2, axis=-1)
 
 
 class Classifier(tf_keras.layers.Layer):

@@ -15,7 +15,7 @@ whole model is a bijector onto independent standard normals (as `tfb.Glow`).
 import tensorflow as tf
 
 from emerging.flows.base import FlowLayer, JointFlowBijector, check_nhwc, sum_event
-from emerging.flows.nn import Conv2dZeros
+from emerging.flows.nn import Conv2dZeros, even_then_odd
 
 
 class SplitPriorBijector(JointFlowBijector):
@@ -27,18 +27,17 @@ class SplitPriorBijector(JointFlowBijector):
         super().__init__(parameters=parameters, name=name, validate_args=validate_args)
 
     def _halves(self, x):
-        half = x.shape[-1] // 2
-        return x[..., :half], x[..., half:]
+        return tf.split(x, 2, axis=-1)
 
     def inverse_and_log_det(self, y):
         z1, z2 = self._halves(y)
         mean, logsd = self._prior_fn(z1)
-        return tf.concat([z1, (z2 - mean) * tf.exp(-logsd)], axis=-1), -sum_event(logsd + tf.zeros_like(z2))
+        return tf.concat([z1, (z2 - mean) * tf.exp(-logsd)], axis=-1), -sum_event(logsd)
 
     def forward_and_log_det(self, x):
         z1, eps = self._halves(x)
         mean, logsd = self._prior_fn(z1)
-        return tf.concat([z1, mean + tf.exp(logsd) * eps], axis=-1), sum_event(logsd + tf.zeros_like(eps))
+        return tf.concat([z1, mean + tf.exp(logsd) * eps], axis=-1), sum_event(logsd)
 
 
 class Split(FlowLayer):
@@ -52,15 +51,15 @@ class Split(FlowLayer):
     def build(self, input_shape):
         channels = check_nhwc(self.name, input_shape, even_channels=True)[-1]
         if self.learnprior:
-            self.conv = Conv2dZeros(channels, 3, name='conv')
+            self.conv = Conv2dZeros(channels, 3, output_order=even_then_odd(channels), name='conv')
             self.conv.build(list(input_shape[:-1]) + [channels // 2])
         self.built = True
 
     def prior(self, z1):
         if self.conv is None:
             return tf.zeros_like(z1), tf.zeros_like(z1)
-        h = self.conv(z1)
-        return h[..., 0::2], h[..., 1::2]
+        # the conv emits the original's h[..., 0::2] (mean) then h[..., 1::2] (logsd)
+        return tf.split(self.conv(z1), 2, axis=-1)
 
     def make_bijector(self):
         return SplitPriorBijector(self.prior, name=self.name)
@@ -69,8 +68,8 @@ class Split(FlowLayer):
         """(z, log_det) -> (z1, log_det - sum logsd, eps): the original's split2d
         before squeezing; the prior's log N(eps; 0, 1) is added by the model."""
         latent, step_log_det = self.bijector.inverse_and_log_det(z)
-        half = z.shape[-1] // 2
-        return latent[..., :half], log_det + step_log_det, latent[..., half:]
+        z1, eps = tf.split(latent, 2, axis=-1)
+        return z1, log_det + step_log_det, eps
 
     def merge(self, z1, eps):
         """Inverse of `split`: (z = [z1, mean(z1) + exp(logsd(z1)) * eps], sum logsd)."""
