@@ -23,8 +23,9 @@ shapes and names):
   blocking);
 * the per-channel scale exp(3 logs) of the actnorm / zeros layers is applied
   to the kernel ([k, k, C_in, n_out]) and the bias, not to the [N, H, W, n_out]
-  output: (conv(x, W) + b) * s = conv(x, W * s) + b * s, so the layer is one
-  convolution plus one add, which TensorFlow fuses with the ReLU;
+  output: (conv(x, W) + b) * s = conv(x, W * s) + b * s, so no elementwise
+  pass over the activations (or their gradients) is left but one add (and
+  the ReLU, which TensorFlow fuses into the 1x1 matrix product);
 * a 1x1 kernel is a matrix product over the N * H * W pixels, faster than
   oneDNN's 1x1 convolution and its weight gradient on CPU.
 """
@@ -60,16 +61,13 @@ def edge_bias_pad(x, kernel_size):
     return tf.concat([x, tf.tile(tf.constant(border, x.dtype), [tf.shape(x)[0], 1, 1, 1])], axis=-1)
 
 
-def edge_conv(x, kernel, scale=None, bias=None, relu=False):
-    """(conv(edge_bias_pad(x), kernel, VALID) [+ bias]) [* scale] [then ReLU]; scale and bias of shape [n_out].
+def edge_conv(x, kernel, bias=None, relu=False):
+    """conv(edge_bias_pad(x), kernel, VALID) [+ bias [n_out]] [then ReLU].
 
     [N, H, W, C] with kernel [k, k, C (+1 if k > 1), n_out] -> [N, H, W, n_out].
     """
     kernel_size, n_out = kernel.shape[0], kernel.shape[-1]
     channels = x.shape[-1]
-    if scale is not None:
-        kernel = kernel * scale
-        bias = None if bias is None else bias * scale
     if kernel_size == 1:
         return pixelwise_matmul(x, tf.reshape(kernel, [channels, n_out]), bias, relu)
     image_kernel, border_kernel = tf.split(kernel, [channels, 1], axis=2)
@@ -113,8 +111,9 @@ class Conv2dActnorm(tf_keras.layers.Layer):
         if self.actnorm.init_from_next_batch:
             self.actnorm.initialize_from(edge_conv(x, self.w))
         actnorm = self.actnorm
+        # (conv(x, W) + b) * s as conv(x, W * s) + b * s
         scale = tf.exp(tf.reshape(actnorm.logs, [-1]) * actnorm.logscale_factor)
-        return edge_conv(x, self.w, scale=scale, bias=tf.reshape(actnorm.bias, [-1]), relu=self.relu)
+        return edge_conv(x, self.w * scale, tf.reshape(actnorm.bias, [-1]) * scale, relu=self.relu)
 
 
 class Conv2dZeros(tf_keras.layers.Layer):

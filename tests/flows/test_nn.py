@@ -29,7 +29,7 @@ def test_edge_conv_matches_padded_convolution(kernel_size, relu):
     scale, bias = tf.constant(rng.uniform(.5, 2., 6), tf.float32), tf.constant(rng.normal(size=6), tf.float32)
     expected = (reference_conv(x, kernel) + bias) * scale
     expected = tf.nn.relu(expected) if relu else expected
-    np.testing.assert_allclose(edge_conv(x, kernel, scale, bias, relu).numpy(), expected.numpy(),
+    np.testing.assert_allclose(edge_conv(x, kernel * scale, bias * scale, relu).numpy(), expected.numpy(),
                                rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(edge_conv(x, kernel).numpy(), reference_conv(x, kernel).numpy(),
                                rtol=1e-5, atol=1e-5)
