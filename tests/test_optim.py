@@ -20,15 +20,21 @@ def reference(kind, w, grads, lr, beta1, beta2, wd):
     return w
 
 
+@pytest.mark.parametrize('compiled', [False, True])
 @pytest.mark.parametrize('kind', ['adamax', 'adam', 'adam2'])
-def test_updates_match_the_original_formulas(kind):
+def test_updates_match_the_original_formulas(kind, compiled):
     rng = np.random.default_rng(0)
     w0 = rng.normal(size=[3, 2])
     grads = [rng.normal(size=[3, 2]) for _ in range(4)]
     var = tf.Variable(w0, dtype=tf.float64)
     opt = Optimizer([var], kind, beta1=0.9, beta2=0.99, weight_decay=0.999)
+
+    def apply(g, lr):  # as the train step runs it: inside tf.function, lr a float32 tensor
+        opt.apply([g], lr, [tf.square(g)] if kind == 'adam2' else None)
+
+    apply = tf.function(apply) if compiled else apply
     for g in grads:
-        opt.apply([tf.constant(g)], 0.01, [tf.constant(g * g)] if kind == 'adam2' else None)
+        apply(tf.constant(g), tf.constant(0.01))
     expected = reference('adamax' if kind == 'adamax' else 'adam', w0, grads, 0.01, 0.9, 0.99, 0.999)
     np.testing.assert_allclose(var.numpy(), expected, rtol=1e-6)  # the step size is float32
 
