@@ -37,32 +37,19 @@ from emerging.flows.actnorm import LOGSCALE_FACTOR, ActNorm
 from emerging.flows.base import pixelwise_matmul
 
 
-def border_map(height, width, pad):
-    """[1, H + 2p, W + 2p, 1]: 1 on the padded border, 0 inside."""
-    return np.pad(np.zeros([1, height, width, 1], np.float32),
-                  [[0, 0], [pad, pad], [pad, pad], [0, 0]], constant_values=1.)
-
-
 def border_patches(height, width, kernel_size):
-    """[H * W, k * k]: the k x k window of `border_map` around every pixel, so
-    that the border channel's response to its kernel taps [k * k, n_out] is one
-    small matrix product (its gradient too), not a convolution."""
-    border = border_map(height, width, kernel_size // 2)[0, :, :, 0]
+    """[H * W, k * k]: the k x k window around every pixel of the border channel
+    (1 on the k // 2 wide zero padding, 0 inside), so that the border channel's
+    response to its kernel taps [k * k, n_out] is one small matrix product (its
+    gradient too), not a convolution."""
+    border = np.pad(np.zeros([height, width], np.float32), kernel_size // 2, constant_values=1.)
     windows = np.lib.stride_tricks.sliding_window_view(border, (kernel_size, kernel_size))
     return windows.reshape(height * width, kernel_size * kernel_size)
 
 
-def edge_bias_pad(x, kernel_size):
-    """[N, H, W, C] -> [N, H + 2p, W + 2p, C + 1] with p = kernel_size // 2 (the
-    original's padding, kept as the reference that `edge_conv` is tested against)."""
-    pad = kernel_size // 2
-    border = border_map(x.shape[1], x.shape[2], pad)
-    x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    return tf.concat([x, tf.tile(tf.constant(border, x.dtype), [tf.shape(x)[0], 1, 1, 1])], axis=-1)
-
-
 def edge_conv(x, kernel, bias=None, relu=False):
-    """conv(edge_bias_pad(x), kernel, VALID) [+ bias [n_out]] [then ReLU].
+    """The original's edge-bias convolution (zero-pad by k // 2, append the border
+    channel, convolve VALID) [+ bias [n_out]] [then ReLU].
 
     [N, H, W, C] with kernel [k, k, C (+1 if k > 1), n_out] -> [N, H, W, n_out].
     """
