@@ -54,36 +54,42 @@ class Optimizer(tf.Module):
         are the process averages of g^2 (computed by the caller around its allreduce)."""
         t = self.step
         beta1_power, beta2_power = tf.pow(self.beta1, t), tf.pow(self.beta2, t)
+        lr = tf.convert_to_tensor(lr, tf.float32)
+        # the adamax kernel divides by (1 - beta1^t) itself; adam2's plain ops take the whole alpha_t
+        lr_adamax = lr * tf.sqrt(1. - beta2_power)
+        alpha = lr_adamax / (1. - beta1_power)
+        per_dtype = {}  # the step's scalars, cast once per weight dtype
+
+        def scalars(dtype):
+            if dtype not in per_dtype:
+                values = dict(beta1_power=beta1_power, beta2_power=beta2_power, lr=lr, lr_adamax=lr_adamax,
+                              alpha=alpha, beta1=self.beta1, beta2=self.beta2, epsilon=EPSILON,
+                              polyak_rate=1. - self.beta2)
+                per_dtype[dtype] = {k: tf.cast(v, dtype) for k, v in values.items()}
+            return per_dtype[dtype]
+
         self.polyak_step.assign_add(1.)
         for i, (w, g) in enumerate(zip(self.variables_, grads)):
-            dtype = w.dtype
-
-            def scalar(value, dtype=dtype):
-                return tf.cast(value, dtype)
-
             if self.weight_decay != 1.:
                 w.assign(w * self.weight_decay)
             m1, m2 = self.m1[i], self.m2[i]
+            c = scalars(w.dtype)
             if self.kind == 'adamax':
-                # the kernel divides by (1 - beta1^t) itself
                 update = tf.raw_ops.ResourceApplyAdaMax(
-                    var=w.handle, m=m1.handle, v=m2.handle, beta1_power=scalar(beta1_power),
-                    lr=scalar(lr * tf.sqrt(1. - beta2_power)), beta1=scalar(self.beta1), beta2=scalar(self.beta2),
-                    epsilon=scalar(EPSILON), grad=g)
+                    var=w.handle, m=m1.handle, v=m2.handle, beta1_power=c['beta1_power'], lr=c['lr_adamax'],
+                    beta1=c['beta1'], beta2=c['beta2'], epsilon=c['epsilon'], grad=g)
             elif self.kind == 'adam' or squared_grads is None:
                 update = tf.raw_ops.ResourceApplyAdam(
-                    var=w.handle, m=m1.handle, v=m2.handle, beta1_power=scalar(beta1_power),
-                    beta2_power=scalar(beta2_power), lr=scalar(lr), beta1=scalar(self.beta1),
-                    beta2=scalar(self.beta2), epsilon=scalar(EPSILON), grad=g)
+                    var=w.handle, m=m1.handle, v=m2.handle, beta1_power=c['beta1_power'],
+                    beta2_power=c['beta2_power'], lr=c['lr'], beta1=c['beta1'], beta2=c['beta2'],
+                    epsilon=c['epsilon'], grad=g)
             else:
-                alpha = scalar(lr * tf.sqrt(1. - beta2_power) / (1. - beta1_power))
                 m1.assign(self.beta1 * m1 + (1. - self.beta1) * g)
                 m2.assign(self.beta2 * m2 + (1. - self.beta2) * squared_grads[i])
-                update = w.assign_sub(alpha * m1 / (tf.sqrt(m2) + EPSILON))
+                update = w.assign_sub(c['alpha'] * m1 / (tf.sqrt(m2) + EPSILON))
             with tf.control_dependencies([update]):
                 biased = self.polyak_biased[i]
-                tf.raw_ops.ResourceApplyGradientDescent(var=biased.handle, alpha=scalar(1. - self.beta2),
-                                                        delta=biased - w)
+                tf.raw_ops.ResourceApplyGradientDescent(var=biased.handle, alpha=c['polyak_rate'], delta=biased - w)
         t.assign_add(1.)
 
     def polyak_values(self):
