@@ -11,6 +11,7 @@ PERMUTATIONS = {0: 'reverse', 1: 'shuffle', 2: '1x1 conv', 3: 'emerging (1x1 + e
                 4: 'periodic (Fourier) conv', 5: '1x1 conv + autoregressive (MAF)'}
 DECOMPOSITIONS = ('', 'PLU', 'LU', 'QR')
 COUPLINGS = {0: 'additive', 1: 'affine'}
+COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
 OPTIMIZERS = ('adam', 'adamax', 'adam2')
 LOCAL_BATCH_TEST = {64: 50, 32: 25, 28: 25, 16: 10, 8: 5, 4: 2, 2: 2, 1: 1}
 
@@ -30,6 +31,7 @@ class ModelConfig:
     weight_y: float = 0.
     n_bits_x: int = 8
     gradient_checkpointing: bool = False
+    compute_dtype: str = 'float32'
     seed: int = 0
 
     def __post_init__(self):
@@ -67,6 +69,8 @@ class ModelConfig:
                              "'' (plain), 'PLU', 'LU', 'QR'")
         if not 1 <= self.n_bits_x <= 8:
             raise ValueError(f'n_bits_x must be in 1..8, got {self.n_bits_x}')
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f'unknown compute_dtype {self.compute_dtype!r}; allowed: ' + ', '.join(COMPUTE_DTYPES))
         if self.n_y < 1:
             raise ValueError(f'n_y must be at least 1, got {self.n_y}')
 

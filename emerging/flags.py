@@ -8,7 +8,7 @@ import argparse
 import dataclasses
 
 from data_utils import DEFAULT_IMAGE_SIZE, N_Y, PROBLEMS, DataConfig, default_n_test
-from emerging.config import ModelConfig, TrainConfig
+from emerging.config import COMPUTE_DTYPES, ModelConfig, TrainConfig
 
 DIGITS_N_TRAIN = 1497
 
@@ -64,6 +64,9 @@ def build_parser():
     a('--export_dir', type=str, default='', help='write a SavedModel here after training')
     a('--polyak_eval', action='store_true', help='evaluate and sample with the Polyak-averaged weights')
     a('--jit_compile', action='store_true', help='XLA-compile the loss and gradient computation')
+    a('--compute_dtype', type=str, default='float32', choices=COMPUTE_DTYPES,
+      help='dtype of the coupling networks (mixed precision: weights, flows and log-dets stay float32; '
+           'float16 adds dynamic loss scaling)')
     a('--no_progress', action='store_true', help='no progress bars')
     return p
 
@@ -97,7 +100,7 @@ def derive(args, rank=0, size=1):
         flow_permutation=args.flow_permutation, flow_coupling=args.flow_coupling, decomposition=args.decomposition,
         learnprior=args.learnprior, ycond=args.ycond, n_y=N_Y.get(args.problem, 1), weight_y=args.weight_y,
         n_bits_x=args.n_bits_x, gradient_checkpointing=bool(args.gradient_checkpointing),
-        seed=rank + size * args.seed)
+        compute_dtype=args.compute_dtype, seed=rank + size * args.seed)
     train = TrainConfig(
         n_train=n_train, n_test=n_test, n_batch_train=args.n_batch_train, n_batch_init=args.n_batch_init,
         image_size=image_size, anchor_size=args.anchor_size, n_processes=size, optimizer=args.optimizer,

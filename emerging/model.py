@@ -52,7 +52,8 @@ class Glow(tf_keras.Model):
             steps = []
             for k in range(config.depth):
                 step = FlowStep(config.width, config.flow_permutation, config.flow_coupling,
-                                config.decomposition, rng=rng, name=f'level{i}_step{k}')
+                                config.decomposition, rng=rng, compute_dtype=config.compute_dtype,
+                                name=f'level{i}_step{k}')
                 step.build([None, *shape])
                 steps.append(step)
             self.levels.append(steps)

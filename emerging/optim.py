@@ -107,3 +107,36 @@ class Optimizer(tf.Module):
             for w, value in zip(self.variables_, self._unswapped):
                 w.assign(value)
             self._unswapped = None
+
+
+class DynamicLossScale(tf.Module):
+    """Dynamic loss scaling for float16 networks (as tf.keras's LossScaleOptimizer).
+
+    The loss is multiplied by `scale` before differentiation, so that small
+    gradients survive the float16 parts of the backward pass, and the
+    gradients are divided by it afterwards.  A step whose (process-averaged)
+    gradients are not all finite is skipped and halves the scale; after
+    `growth_interval` finite steps in a row it doubles.  Both counters are
+    saved with the checkpoint.
+    """
+
+    def __init__(self, initial_scale=2. ** 15, growth_interval=2000, name='loss_scale'):
+        super().__init__(name=name)
+        if initial_scale < 1. or growth_interval < 1:
+            raise ValueError(f'initial_scale must be >= 1 and growth_interval >= 1, got {initial_scale}, '
+                             f'{growth_interval}')
+        self.growth_interval = int(growth_interval)
+        self.scale = tf.Variable(float(initial_scale), trainable=False, name='scale')
+        self.finite_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name='finite_steps')
+
+    @staticmethod
+    def all_finite(grads):
+        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+
+    def update(self, finite):
+        """After a step: grow or shrink the scale given whether its gradients were finite."""
+        grow = tf.logical_and(finite, self.finite_steps + 1 >= self.growth_interval)
+        new_scale = tf.where(finite, tf.where(grow, self.scale * 2., self.scale), tf.maximum(self.scale / 2., 1.))
+        self.scale.assign(new_scale)
+        self.finite_steps.assign(tf.where(tf.logical_and(finite, tf.logical_not(grow)), self.finite_steps + 1,
+                                          tf.zeros([], tf.int64)))

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from emerging.optim import Optimizer
+from emerging.optim import DynamicLossScale, Optimizer
 
 STATS = ('loss', 'bits_x', 'bits_y', 'pred_loss')
 TEMPERATURES = (0., .25, .5, .6, .7, .8, .9, 1.)
@@ -98,10 +98,13 @@ class Trainer:
         self.n_processed = tf.Variable(0, dtype=tf.int64, trainable=False, name='n_processed')
         self.n_images = tf.Variable(0, dtype=tf.int64, trainable=False, name='n_images')
         self.train_time = tf.Variable(0., dtype=tf.float64, trainable=False, name='train_time')
+        # float16 networks need loss scaling (bfloat16 has float32's exponent range)
+        self.loss_scale = DynamicLossScale() if model.config.compute_dtype == 'float16' else None
         self.test_loss_best = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name='test_loss_best')
         self.checkpoint = tf.train.Checkpoint(
             model=model, optimizer=self.optimizer, epoch=self.epoch, n_processed=self.n_processed,
-            n_images=self.n_images, train_time=self.train_time, test_loss_best=self.test_loss_best)
+            n_images=self.n_images, train_time=self.train_time, test_loss_best=self.test_loss_best,
+            **({'loss_scale': self.loss_scale} if self.loss_scale is not None else {}))
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(logdir, 'checkpoints'),
                                                   max_to_keep=2)
         self.train_iter, self.test_iter = iter(data.train), iter(data.test)
@@ -112,19 +115,23 @@ class Trainer:
 
     # ---- compiled steps -----------------------------------------------------------
     def _build_functions(self):
-        model, dist, optimizer = self.model, self.dist, self.optimizer
+        model, dist, optimizer, loss_scale = self.model, self.dist, self.optimizer, self.loss_scale
         variables = model.trainable_variables
         adam2 = self.config.optimizer == 'adam2'
         shape = model.config.image_shape
         images = tf.TensorSpec([None, *shape], tf.uint8)
         labels = tf.TensorSpec([None], tf.int32)
 
-        def gradients(x, y):
+        def gradients(x, y, scale):
             with tf.GradientTape() as tape:
                 losses = model.losses_per_example(x, y, training=True)
                 loss = tf.reduce_mean(losses['loss'])
+                if scale is not None:
+                    loss = loss * scale
             grads = tape.gradient(loss, variables)
             grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for v, g in zip(variables, grads)]
+            if scale is not None:
+                grads = [g / scale for g in grads]
             return tf.stack([tf.reduce_mean(losses[k]) for k in STATS]), grads
 
         # Horovod's allreduce is not XLA-compiled: only the loss and gradients are jitted.
@@ -132,10 +139,16 @@ class Trainer:
 
         @tf.function(input_signature=[images, labels, tf.TensorSpec([], tf.float32)])
         def train_step(x, y, lr):
-            stats, grads = gradients(x, y)
+            stats, grads = gradients(x, y, None if loss_scale is None else loss_scale.scale.read_value())
             squared = dist.allreduce_mean([tf.square(g) for g in grads], name='grad_sq') if adam2 else None
             grads = dist.allreduce_mean(grads, name='grad')
-            optimizer.apply(grads, lr, squared)
+            if loss_scale is None:
+                optimizer.apply(grads, lr, squared)
+            else:
+                # every process sees the same averaged gradients, so all skip or all apply
+                finite = loss_scale.all_finite(grads)
+                tf.cond(finite, lambda: optimizer.apply(grads, lr, squared), lambda: None)
+                loss_scale.update(finite)
             return dist.allreduce_mean([stats], name='train_stats')[0]
 
         @tf.function(input_signature=[images, labels])

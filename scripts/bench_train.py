@@ -1,7 +1,7 @@
 """Training throughput, sampling time, XLA, gradient-checkpointing memory and the
 input pipeline, measured side by side in one run (ratios, not absolute times).
 
-    python scripts/bench_train.py [--batch 16] [--depth 8] [--width 128] [--repeats 3] [--steps 5]
+    python scripts/bench_train.py [--batch 16] [--depth 8] [--width 128] [--repeats 7] [--steps 5]
                                   [--no_memory] [--no_pipeline]
 
 Architecture of every model (issue 6): 32x32x3 images, L=3 levels, K steps,
@@ -12,7 +12,9 @@ affine coupling, learned prior, `width` hidden channels.  Candidates:
   -log_prob and tf_keras Adamax in one tf.function;
 * ours: `Trainer.train_step` of this project (the step train.py runs: loss,
   gradients, allreduce (identity on one process), adamax, Polyak), for
-  flow_permutation 2 (1x1), 3 (emerging), 4 (periodic), with and without XLA.
+  flow_permutation 2 (1x1), 3 (emerging), 4 (periodic), with and without XLA,
+  and with the coupling networks in bfloat16 (`--compute_dtype`; float16 too
+  on a GPU).
 
 The candidates are timed in turn, `steps` steps each, `repeats` rounds, best
 round kept.  Sampling: 100 images at temperature 1, per permutation.  Memory:
@@ -53,10 +55,11 @@ def random_images(rng, n):
     return rng.integers(0, 256, [n, *IMAGE_SHAPE]).astype(np.uint8)
 
 
-def our_trainer(args, flow_permutation, jit_compile=False, depth=None, gradient_checkpointing=False, logdir=None):
+def our_trainer(args, flow_permutation, jit_compile=False, depth=None, gradient_checkpointing=False, logdir=None,
+                distributed=None, compute_dtype='float32'):
     config = ModelConfig(image_shape=IMAGE_SHAPE, n_levels=LEVELS, depth=depth or args.depth, width=args.width,
                          flow_permutation=flow_permutation, flow_coupling=1, learnprior=True,
-                         gradient_checkpointing=gradient_checkpointing)
+                         gradient_checkpointing=gradient_checkpointing, compute_dtype=compute_dtype)
     model = Glow(config)
     rng = np.random.default_rng(0)
     init = (random_images(rng, 64), np.zeros([64], np.int32))
@@ -65,8 +68,8 @@ def our_trainer(args, flow_permutation, jit_compile=False, depth=None, gradient_
                                image_size=IMAGE_SHAPE[0], jit_compile=jit_compile)
     empty = tf.data.Dataset.from_tensors((init[0][:1], init[1][:1])).repeat()
     data = Data(train=empty, test=empty, init_batch=init, image_shape=IMAGE_SHAPE, n_y=1)
-    return Trainer(model, train_config, data, Distributed(use_horovod=False), logdir or tempfile.mkdtemp(),
-                   progress=False)
+    return Trainer(model, train_config, data, distributed or Distributed(use_horovod=False),
+                   logdir or tempfile.mkdtemp(), progress=False)
 
 
 def our_step(trainer, x, y):
@@ -175,7 +178,7 @@ def main():
     parser.add_argument('--depth', type=int, default=8)
     parser.add_argument('--width', type=int, default=128)
     parser.add_argument('--steps', type=int, default=5)
-    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--no_memory', action='store_true')
     parser.add_argument('--no_pipeline', action='store_true')
     parser.add_argument('--memory_child_checkpointing', type=int, default=None, help=argparse.SUPPRESS)
@@ -191,10 +194,14 @@ def main():
     y = tf.zeros([args.batch], tf.int32)
     tfb_step, tfb_params = tfb_glow_step(args, x)
     trainers = {}
-    for name, permutation, jit in (('ours 1x1 (perm 2)', 2, False), ('ours emerging (perm 3)', 3, False),
-                                   ('ours periodic (perm 4)', 4, False), ('ours 1x1, XLA', 2, True),
-                                   ('ours emerging, XLA', 3, True)):
-        trainers[name] = our_trainer(args, permutation, jit_compile=jit)
+    settings = [('ours 1x1 (perm 2)', 2, False, 'float32'), ('ours emerging (perm 3)', 3, False, 'float32'),
+                ('ours periodic (perm 4)', 4, False, 'float32'), ('ours 1x1, XLA', 2, True, 'float32'),
+                ('ours emerging, XLA', 3, True, 'float32'), ('ours 1x1, bfloat16', 2, False, 'bfloat16'),
+                ('ours emerging, bfloat16', 3, False, 'bfloat16')]
+    if device == 'GPU':  # float16 convolutions only pay off on GPUs (the CPU runs them in Eigen, not oneDNN)
+        settings += [('ours 1x1, float16', 2, False, 'float16'), ('ours emerging, float16', 3, False, 'float16')]
+    for name, permutation, jit, compute_dtype in settings:
+        trainers[name] = our_trainer(args, permutation, jit_compile=jit, compute_dtype=compute_dtype)
     candidates = {'tfb.Glow': tfb_step, **{name: our_step(t, x, y) for name, t in trainers.items()}}
     seconds = timed_rounds(candidates, args.steps, args.repeats)
     params = {'tfb.Glow': tfb_params,
@@ -209,7 +216,7 @@ def main():
     y100 = tf.zeros([100], tf.int32)
     temperature = tf.ones([100])
     samplers = {name: (lambda t=t: t.sample_fn(y100, temperature).numpy())
-                for name, t in trainers.items() if 'XLA' not in name}
+                for name, t in trainers.items() if 'XLA' not in name and '16' not in name}
     sampling = timed_rounds(samplers, 1, args.repeats)
     print(f'\n{"sample 100 images":<24} | {"seconds":>7} | {"vs ours 1x1":>11}')
     for name, value in sampling.items():

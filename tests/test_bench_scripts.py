@@ -18,10 +18,19 @@ def test_bench_train_prints_every_table_and_the_summary_line():
     out = run_script('bench_train.py', '--depth', '1', '--width', '8', '--steps', '1', '--repeats', '1',
                      '--no_memory')
     for row in ('tfb.Glow', 'ours 1x1 (perm 2)', 'ours emerging (perm 3)', 'ours periodic (perm 4)',
-                'ours emerging, XLA'):
+                'ours emerging, XLA', 'ours 1x1, bfloat16', 'ours emerging, bfloat16'):
         assert row in out
     assert 'sample 100 images' in out and 'input pipeline alone' in out
     assert re.search(r'^train throughput vs tfb\.Glow: \d+\.\d\dx$', out.strip().splitlines()[-1])
+
+
+def test_bench_horovod_runs_one_and_two_processes():
+    import horovod.tensorflow  # noqa: F401
+    out = run_script('bench_horovod.py', '--depth', '1', '--width', '8', '--steps', '1', '--repeats', '1',
+                     '--rounds', '1')
+    rows = re.findall(r'^ +([12]) \| +\d+\.\d+ \| +\d+\.\d \| +\d+\.\d\dx$', out, re.M)
+    assert rows == ['1', '2'], out
+    assert re.search(r'^horovod scaling efficiency \(2 processes\): \d\.\d\d$', out.strip().splitlines()[-1])
 
 
 def test_profile_step_names_the_ops(tmp_path):

@@ -69,8 +69,14 @@ def test_bad_values_name_the_problem(argv, message):
 @pytest.mark.parametrize('argv, message', [
     (['--no_such_flag', '1'], 'unrecognized arguments: --no_such_flag'),
     (['--n_b', '3'], 'ambiguous option: --n_b could match'),
+    (['--compute_dtype', 'float8'], "argument --compute_dtype: invalid choice: 'float8'"),
 ])
 def test_unknown_and_ambiguous_flags(argv, message, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_compute_dtype_reaches_the_model_config():
+    assert derive(build_parser().parse_args([])).model.compute_dtype == 'float32'
+    assert derive(build_parser().parse_args(['--compute_dtype', 'bfloat16'])).model.compute_dtype == 'bfloat16'

@@ -158,6 +158,7 @@ def test_restored_model_does_not_reinitialise(tmp_path):
     (dict(flow_coupling=2), 'unknown flow_coupling 2'),
     (dict(image_shape=(8, 8)), 'image_shape must be'),
     (dict(n_bits_x=9), 'n_bits_x must be in 1..8'),
+    (dict(compute_dtype='float64'), "unknown compute_dtype 'float64'; allowed: float32, bfloat16, float16"),
 ])
 def test_bad_configuration_is_rejected_when_built(overrides, message):
     with pytest.raises(ValueError, match=message):

@@ -11,6 +11,16 @@ Data -> latent on [N, H, W, C]; z1 = x[..., :C/2], z2 = x[..., C/2:]:
 f (`f1` in the original): 3x3 edge-bias conv -> width + actnorm -> ReLU ->
 1x1 conv -> width + actnorm -> ReLU -> zero-initialised 3x3 conv (`l_1`,
 `l_2`, `l_last`), so every coupling starts as the identity.
+
+Mixed precision (`compute_dtype` bfloat16 or float16): f alone computes in
+that dtype (its input, and its weights after the actnorm / zeros scaling,
+are cast; the float32 weights stay the trained ones) and its output h is cast
+back to float32, so shift, scale, the coupling's arithmetic and the log-det
+are float32.  The coupling stays invertible: the inverse evaluates f on the
+same z1 and gets the same h.  In a deep model the z1 rebuilt by the inverse
+differs from the original by float32 rounding and can round to a neighbouring
+bfloat16 / float16 value inside f, so round trips of the whole model are good
+to ~1e-4 / ~3e-5 (~1e-6 in float32), far below one of the 256 pixel bins.
 """
 import numpy as np
 import tensorflow as tf
@@ -23,11 +33,17 @@ COUPLINGS = {0: 'additive', 1: 'affine'}
 
 
 class CouplingNetwork(tf_keras.layers.Layer):
-    """`f1`; with `output_order` its output channels come reordered (see Conv2dZeros)."""
+    """`f1`; with `output_order` its output channels come reordered (see Conv2dZeros).
 
-    def __init__(self, width, n_out, rng=None, output_order=None, name='f1', **kwargs):
+    [N, H, W, C/2] float32 -> [N, H, W, n_out] float32, computed in `compute_dtype`.
+    """
+
+    def __init__(self, width, n_out, rng=None, output_order=None, compute_dtype='float32', name='f1', **kwargs):
         super().__init__(name=name, **kwargs)
         rng = rng if rng is not None else np.random.default_rng()
+        self.network_dtype = tf.as_dtype(compute_dtype)
+        if not self.network_dtype.is_floating:
+            raise ValueError(f'compute_dtype must be a floating dtype, got {compute_dtype!r}')
         self.l_1 = Conv2dActnorm(width, 3, rng=rng, relu=True, name='l_1')
         self.l_2 = Conv2dActnorm(width, 1, rng=rng, relu=True, name='l_2')
         self.l_last = Conv2dZeros(n_out, 3, output_order=output_order, name='l_last')
@@ -40,7 +56,8 @@ class CouplingNetwork(tf_keras.layers.Layer):
         self.built = True
 
     def call(self, x):
-        return self.l_last(self.l_2(self.l_1(x)))
+        h = self.l_last(self.l_2(self.l_1(tf.cast(x, self.network_dtype))))
+        return tf.cast(h, x.dtype)
 
 
 class CouplingBijector(JointFlowBijector):
@@ -81,20 +98,22 @@ class CouplingBijector(JointFlowBijector):
 class Coupling(FlowLayer):
     """Keras layer owning the coupling network `f1` (`l_1`, `l_2`, `l_last`)."""
 
-    def __init__(self, width, flow_coupling=0, rng=None, name='coupling', **kwargs):
+    def __init__(self, width, flow_coupling=0, rng=None, compute_dtype='float32', name='coupling', **kwargs):
         if flow_coupling not in COUPLINGS:
             raise ValueError(f'unknown flow_coupling {flow_coupling!r}; allowed: 0 (additive), 1 (affine)')
         super().__init__(name=name, **kwargs)
         self.affine = flow_coupling == 1
         self.width = int(width)
         self._rng = rng
+        self.network_dtype = compute_dtype
         self.network = None
 
     def build(self, input_shape):
         channels = check_nhwc(self.name, input_shape, even_channels=True)[-1]
         n_out = channels if self.affine else channels // 2
         self.network = CouplingNetwork(self.width, n_out, rng=self._rng, name='f1',
-                                       output_order=even_then_odd(n_out) if self.affine else None)
+                                       output_order=even_then_odd(n_out) if self.affine else None,
+                                       compute_dtype=self.network_dtype)
         self.network.build(list(input_shape[:-1]) + [channels // 2])
         self.built = True
 

@@ -28,6 +28,11 @@ shapes and names):
   the ReLU, which TensorFlow fuses into the 1x1 matrix product);
 * a 1x1 kernel is a matrix product over the N * H * W pixels, faster than
   oneDNN's 1x1 convolution and its weight gradient on CPU.
+
+The layers compute in their input's dtype: a bfloat16 / float16 input gets
+its (float32, scaled) kernel and bias cast to that dtype (mixed precision,
+see coupling.py); the data-dependent actnorm init runs in float32.  Keras's
+input autocasting (to the float32 policy) is therefore off for them.
 """
 import numpy as np
 import tensorflow as tf
@@ -81,7 +86,7 @@ class Conv2dActnorm(tf_keras.layers.Layer):
     """`l_1` / `l_2` of the coupling network: W [k, k, C_in (+1), width], then actnorm (then ReLU with `relu`)."""
 
     def __init__(self, width, kernel_size, rng=None, relu=False, name=None, **kwargs):
-        super().__init__(name=name, **kwargs)
+        super().__init__(name=name, autocast=False, **kwargs)
         self.width, self.kernel_size, self.relu = int(width), int(kernel_size), bool(relu)
         self._rng = rng if rng is not None else np.random.default_rng()
         self.actnorm = ActNorm(name='actnorm')
@@ -96,11 +101,12 @@ class Conv2dActnorm(tf_keras.layers.Layer):
 
     def call(self, x):
         if self.actnorm.init_from_next_batch:
-            self.actnorm.initialize_from(edge_conv(x, self.w))
+            self.actnorm.initialize_from(edge_conv(tf.cast(x, self.w.dtype), self.w))
         actnorm = self.actnorm
         # (conv(x, W) + b) * s as conv(x, W * s) + b * s
         scale = tf.exp(tf.reshape(actnorm.logs, [-1]) * actnorm.logscale_factor)
-        return edge_conv(x, self.w * scale, tf.reshape(actnorm.bias, [-1]) * scale, relu=self.relu)
+        kernel, bias = self.w * scale, tf.reshape(actnorm.bias, [-1]) * scale
+        return edge_conv(x, tf.cast(kernel, x.dtype), tf.cast(bias, x.dtype), relu=self.relu)
 
 
 class Conv2dZeros(tf_keras.layers.Layer):
@@ -115,7 +121,7 @@ class Conv2dZeros(tf_keras.layers.Layer):
 
     def __init__(self, n_out, kernel_size=3, logscale_factor=LOGSCALE_FACTOR, output_order=None, name=None,
                  **kwargs):
-        super().__init__(name=name, **kwargs)
+        super().__init__(name=name, autocast=False, **kwargs)
         self.n_out, self.kernel_size = int(n_out), int(kernel_size)
         self.logscale_factor = float(logscale_factor)
         if output_order is not None and sorted(output_order) != list(range(self.n_out)):
@@ -143,7 +149,7 @@ class Conv2dZeros(tf_keras.layers.Layer):
 
     def call(self, x):
         kernel, bias = self._scaled_weights()
-        return edge_conv(x, kernel, bias=bias)
+        return edge_conv(x, tf.cast(kernel, x.dtype), bias=tf.cast(bias, x.dtype))
 
     def of_zeros(self, batch_size, height, width):
         """The output for an all-zero [batch, H, W, C_in] input (the top prior's):

@@ -33,11 +33,11 @@ def permutation_layers(flow_permutation, decomposition='', rng=None):
 
 class FlowStep(FlowLayer):
     def __init__(self, width, flow_permutation=2, flow_coupling=0, decomposition='', rng=None,
-                 name='step', **kwargs):
+                 compute_dtype='float32', name='step', **kwargs):
         super().__init__(name=name, **kwargs)
         self.actnorm = ActNorm(name='actnorm')
         self.permutation = permutation_layers(flow_permutation, decomposition, rng)
-        self.coupling = Coupling(width, flow_coupling, rng=rng, name='coupling')
+        self.coupling = Coupling(width, flow_coupling, rng=rng, compute_dtype=compute_dtype, name='coupling')
 
     @property
     def flow_layers(self):
