@@ -127,11 +127,7 @@ def memory_child(args):
     before = tf.config.experimental.get_memory_info(device)['current']
     trainer.train_step(x, y, lr)
     peak = tf.config.experimental.get_memory_info(device)['peak']
-    step = our_step(trainer, x, y)
-    start = time.perf_counter()
-    for _ in range(3):
-        step()
-    seconds = (time.perf_counter() - start) / 3
+    seconds = timed_rounds({'step': our_step(trainer, x, y)}, 3, 3)['step']
     print(json.dumps({'peak_mib': (peak - before) / 2 ** 20, 'seconds_per_step': seconds}))
 
 
