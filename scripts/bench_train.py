@@ -212,7 +212,8 @@ def main():
     y100 = tf.zeros([100], tf.int32)
     temperature = tf.ones([100])
     samplers = {name: (lambda t=t: t.sample_fn(y100, temperature).numpy())
-                for name, t in trainers.items() if 'XLA' not in name and '16' not in name}
+                for name, t in trainers.items()
+                if not t.config.jit_compile and t.model.config.compute_dtype == 'float32'}
     sampling = timed_rounds(samplers, 1, args.repeats)
     print(f'\n{"sample 100 images":<24} | {"seconds":>7} | {"vs ours 1x1":>11}')
     for name, value in sampling.items():
