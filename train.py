@@ -24,7 +24,7 @@ def run(argv=None):
     from emerging.distributed import Distributed
     from emerging.export import export_savedmodel
     from emerging.model import Glow
-    from emerging.trainer import BEST_CHECKPOINT, Trainer, TrainingDiverged
+    from emerging.training import BEST_CHECKPOINT, Trainer, TrainingDiverged
 
     dist = Distributed()
     chief = dist.is_chief

@@ -1,4 +1,4 @@
-"""The only module that imports Horovod: rank, size, allreduce, broadcast.
+"""The only module that imports Horovod: rank, size, allreduce, allgather, broadcast.
 
 Without Horovod installed (or when its import fails) everything runs as one
 process and `Distributed.note` says so once.  Under `mpiexec -n N` or
@@ -47,6 +47,12 @@ class Distributed:
             return list(tensors)
         return [self.hvd.allreduce(t, op=self.hvd.Average, name=f'{name}_{i}' if name else None)
                 for i, t in enumerate(tensors)]
+
+    def allgather(self, tensor, name=None):
+        """Concatenate every process's `tensor` along axis 0, in rank order (identity on one process)."""
+        if self.hvd is None or self.size == 1:
+            return tensor
+        return self.hvd.allgather(tf.convert_to_tensor(tensor), name=name)
 
     def broadcast_variables(self, variables, root_rank=0):
         if self.hvd is not None and self.size > 1:

@@ -44,7 +44,7 @@ from data_utils.data import Data  # noqa: E402
 from emerging.config import ModelConfig, TrainConfig  # noqa: E402
 from emerging.distributed import Distributed  # noqa: E402
 from emerging.model import Glow  # noqa: E402
-from emerging.trainer import Trainer  # noqa: E402
+from emerging.training import Trainer  # noqa: E402
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 IMAGE_SHAPE = (32, 32, 3)

@@ -35,7 +35,7 @@ def main(argv=None):
 
     from emerging.model import Glow
     from emerging.tf1_import import CheckpointMismatch, import_tf1_checkpoint
-    from emerging.trainer import BEST_CHECKPOINT, write_checkpoint_atomically
+    from emerging.training.state import BEST_CHECKPOINT, write_checkpoint_atomically
 
     prefix = os.path.join(args.logdir, BEST_CHECKPOINT)
     log = os.path.join(args.logdir, 'train.txt')

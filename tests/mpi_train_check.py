@@ -1,5 +1,8 @@
 """Run under `mpiexec -n 2`: trains with train.py's own entry point, then each
-rank dumps its weights and its local / averaged loss on its own batch."""
+rank dumps its weights and its local / averaged loss on its own batch; then
+both ranks run train.py --inference (same flags) on the best checkpoint, each
+rank's output going to inference_rank{r}.txt."""
+import contextlib
 import os
 import sys
 
@@ -21,6 +24,9 @@ def main():
     averaged = float(trainer.dist.allreduce_mean([tf.constant(local)], name='check')[0])
     np.savez(os.path.join(out_dir, f'rank{rank}.npz'), local=local, averaged=averaged, size=trainer.dist.size,
              **{f'w{i}': v.numpy() for i, v in enumerate(trainer.model.variables)})
+    with open(os.path.join(out_dir, f'inference_rank{rank}.txt'), 'w') as f, contextlib.redirect_stdout(f):
+        code, _ = train.run([*sys.argv[2:], '--inference'])
+    assert code == 0, code
 
 
 if __name__ == '__main__':

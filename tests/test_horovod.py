@@ -51,3 +51,15 @@ def test_two_processes_end_with_identical_weights(tmp_path):
     # each process saved its own input position beside the checkpoint (exact --resume)
     for rank in range(2):
         assert (logdir / 'checkpoints' / f'input-rank{rank}-2.index').exists()
+    # --inference (run by both processes after training) writes the whole test set, in order
+    from data_utils import DataConfig, get_data
+    n_test = lines[0]['n_test']
+    whole = get_data(DataConfig(problem='digits', image_size=8, local_batch_test=n_test, local_batch_train=32,
+                                local_batch_init=32))
+    expected = next(iter(whole.test))[0].numpy()
+    x, z, recon = (np.load(logdir / f'{name}.npy') for name in ('x', 'z', 'recon'))
+    assert len(x) == len(z) == len(recon) == n_test == 300
+    np.testing.assert_array_equal(x, expected)
+    assert np.abs(recon.astype(int) - x.astype(int)).max() <= 1
+    assert 'inference: wrote x.npy' in (tmp_path / 'inference_rank0.txt').read_text()
+    assert (tmp_path / 'inference_rank1.txt').read_text() == ''

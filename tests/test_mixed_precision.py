@@ -10,7 +10,7 @@ from emerging.config import ModelConfig, TrainConfig
 from emerging.distributed import Distributed
 from emerging.model import Glow
 from emerging.optim import DynamicLossScale
-from emerging.trainer import Trainer
+from emerging.training import Trainer
 from tests.helpers import DIGITS, TINY, train
 
 SHAPE = (8, 8, 3)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emerging.trainer import ResultLogger, format_results
+from emerging.training.recorder import ResultLogger, format_results
 from tests.helpers import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, 'scripts'))

@@ -1,0 +1,156 @@
+"""What a run leaves behind for people to read: logs, status lines, TensorBoard, sample PNGs.
+
+Only the chief process (rank 0) records anything; a `Recorder` built with
+`chief=False` accepts every call and writes nothing.  Files in `logdir`:
+
+* train.txt and test.txt, JSON lines.  The first line holds all
+  hyperparameters.  Every later line of train.txt is
+  {"epoch", "n_processed", "n_images", "train_time", "loss", "bits_x",
+  "bits_y", "pred_loss"} (in that order); test.txt lines have the same keys
+  without "train_time".  The four statistics are strings with 4 decimals
+  ("7.1234"), the counters are integers (train_time in whole seconds), as
+  in the original code.  Lines are
+  appended and fsynced one at a time.  When a run resumes from epoch e, the
+  lines of epochs after e are dropped first (the file is rewritten through a
+  temporary file), so a log never holds an epoch twice.
+* epoch_{e}_sample_{k}.png: one grid of samples for each of the eight
+  temperatures 0, .25, .5, .6, .7, .8, .9, 1 (k = 0..7); sample i has label
+  i mod n_y; 10x10 samples, 4x4 above 64 px.
+* tensorboard/: scalars train/<stat>, train/lr, train/ips, test/<stat> per
+  epoch and the sample grids as images.
+
+On stdout, after each epoch of the validation schedule (see loop.py), the status line
+`epoch n_processed n_images ips dtrain dtest dsample dtot train_results test_results msg`
+(ips: images per second of the epoch's training; the d* are seconds spent
+training, validating, sampling and in all since the last status line, each
+with one decimal; the results are the arrays of the four statistics, test
+`[]` when not validated; msg is " *" when the best checkpoint was written).
+"""
+import json
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from emerging.training.steps import STATS
+
+TEMPERATURES = (0., .25, .5, .6, .7, .8, .9, 1.)
+
+
+def format_results(results):
+    """The four statistics as the original logged them: strings with 4 decimals."""
+    return {name: f'{value:.4f}' for name, value in zip(STATS, results)}
+
+
+class ResultLogger:
+    """One JSON-lines log; on resume, lines past the restored epoch are dropped first (atomically)."""
+
+    def __init__(self, path, hparams, resume_epoch=None):
+        self.path = path
+        if resume_epoch is not None and os.path.exists(path):
+            with open(path) as f:
+                lines = f.read().splitlines()
+            kept = lines[:1] + [line for line in lines[1:] if line.strip() and
+                                json.loads(line).get('epoch', 0) <= resume_epoch]
+            tmp = path + '.tmp'
+            with open(tmp, 'w') as f:
+                f.write(''.join(line + '\n' for line in kept))
+            os.replace(tmp, path)
+        else:
+            with open(path, 'w') as f:
+                f.write(json.dumps(hparams) + '\n')
+
+    def log(self, **kwargs):
+        with open(self.path, 'a') as f:
+            f.write(json.dumps(kwargs) + '\n')
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def image_grid(images, columns):
+    """[n, h, w, c] uint8 -> one [rows * h, columns * w, c] image, filled row by row (zeros past n)."""
+    n, height, width, channels = images.shape
+    rows = int(math.ceil(n / columns))
+    grid = np.zeros([rows * height, columns * width, channels], np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        grid[r * height:(r + 1) * height, c * width:(c + 1) * width] = image
+    return grid
+
+
+def save_png(array, path):
+    """Write a uint8 image (one channel saved as grey) through a temporary file."""
+    array = array[..., 0] if array.shape[-1] == 1 else array
+    tmp = path + '.tmp.png'
+    Image.fromarray(array).save(tmp)
+    os.replace(tmp, path)
+
+
+class Recorder:
+    def __init__(self, logdir, hparams=None, chief=True, verbose=False):
+        self.logdir, self.hparams, self.chief, self.verbose = logdir, dict(hparams or {}), chief, verbose
+        self.writer = tf.summary.create_file_writer(os.path.join(logdir, 'tensorboard')) if chief else None
+        self.train_log = self.test_log = None
+
+    def open_logs(self, resume_epoch=None):
+        """Start train.txt / test.txt, or (resume_epoch given) keep them up to that epoch."""
+        if self.chief:
+            self.train_log = ResultLogger(os.path.join(self.logdir, 'train.txt'), self.hparams, resume_epoch)
+            self.test_log = ResultLogger(os.path.join(self.logdir, 'test.txt'), self.hparams, resume_epoch)
+
+    def step(self, epoch, it, stats, lr):
+        """With --verbose, one line per train step."""
+        if self.verbose and self.chief:
+            print(epoch, it, format_results(stats), f'lr {lr:.3g}', flush=True)
+
+    def train_epoch(self, epoch, n_processed, n_images, train_time, results, lr, ips):
+        if self.chief:
+            self.train_log.log(epoch=epoch, n_processed=n_processed, n_images=n_images, train_time=train_time,
+                               **format_results(results))
+            self.scalars('train', epoch, results, lr=lr, ips=ips)
+
+    def test_epoch(self, epoch, n_processed, n_images, results):
+        if self.chief:
+            self.test_log.log(epoch=epoch, n_processed=n_processed, n_images=n_images, **format_results(results))
+            self.scalars('test', epoch, results)
+
+    def status(self, epoch, n_processed, n_images, ips, dtrain, dtest, dsample, dtot, train_results,
+               test_results, msg):
+        if self.chief:
+            print(epoch, n_processed, n_images, f'{ips:.1f} {dtrain:.1f} {dtest:.1f} {dsample:.1f} {dtot:.1f}',
+                  train_results, test_results, msg, flush=True)
+
+    def scalars(self, prefix, epoch, results, **extra):
+        """TensorBoard: {prefix}/{stat} for the four statistics, then {prefix}/{name} for each extra."""
+        if self.writer is None:
+            return
+        with self.writer.as_default(step=epoch):
+            for name, value in zip(STATS, results):
+                tf.summary.scalar(f'{prefix}/{name}', float(value))
+            for name, value in extra.items():
+                tf.summary.scalar(f'{prefix}/{name}', float(value))
+
+    def sample_grids(self, epoch, sample, image_size, n_y):
+        """Call sample(labels, temperatures) -> uint8 images once per temperature; write the grids.
+
+        Returns the PNG paths (none, and `sample` is never called, on a non-chief)."""
+        if not self.chief:
+            return []
+        side = 10 if image_size <= 64 else 4
+        y = tf.constant(np.arange(side * side) % n_y, tf.int32)
+        paths = []
+        for k, temperature in enumerate(TEMPERATURES):
+            grid = image_grid(np.asarray(sample(y, tf.fill([side * side], float(temperature)))), side)
+            path = os.path.join(self.logdir, f'epoch_{epoch}_sample_{k}.png')
+            save_png(grid, path)
+            paths.append(path)
+            if self.writer is not None:
+                with self.writer.as_default(step=epoch):
+                    tf.summary.image(f'samples/temperature_{temperature}', grid[None], step=epoch)
+        return paths
+
+    def flush(self):
+        if self.writer is not None:
+            self.writer.flush()
