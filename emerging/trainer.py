@@ -124,7 +124,7 @@ class Trainer:
 
         def gradients(x, y, scale):
             with tf.GradientTape() as tape:
-                losses = model.losses_per_example(x, y, training=True)
+                losses = model.losses_per_example(x, y)
                 loss = tf.reduce_mean(losses['loss'])
                 if scale is not None:
                     loss = loss * scale
