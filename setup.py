@@ -1,4 +1,9 @@
+import os
+import re
+
 from setuptools import find_packages, setup
+
+VERSION = re.search(r"__version__ = '([^']+)'", open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'emerging', '__init__.py')).read()).group(1)
 
 REQUIREMENTS = [
     'tensorflow==2.18.1',
@@ -21,11 +26,12 @@ REQUIREMENTS = [
 
 setup(
     name='emerging',
-    version='0.1.0',
+    version=VERSION,
     description='Emerging convolutions for generative normalizing flows: a TF2 / Keras / TFP port',
     packages=find_packages(include=['emerging', 'emerging.*', 'data_utils', 'data_utils.*']),
     py_modules=['train'],
     python_requires='>=3.11,<3.12',
+    license='MIT',
     install_requires=REQUIREMENTS,
     extras_require={
         # built from source against the pinned TensorFlow; needs MPI (see scripts/setup.sh)

@@ -1,4 +1,4 @@
-"""The original's training augmentation, in tf.data (SPEC section 2).
+"""The original's training augmentation, in tf.data.
 
 dal 0: none.  dal 1: random shifts up to 10% of width and height, plus
 horizontal flips (cifar10), shifts only (mnist, digits), shifts + horizontal

@@ -1,4 +1,4 @@
-"""Glow-format TFRecord shards: writing, checking and reading (SPEC section 2).
+"""Glow-format TFRecord shards: writing, checking and reading.
 
 Files: {data_dir}/{split}/{split}-r{log2(res):02d}-s-{i:04d}-of-{n:04d}.tfrecords,
 split in {train, validation}; each record has `shape` int64[3], `data` bytes

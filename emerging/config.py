@@ -1,8 +1,17 @@
-"""Plain configuration objects; `emerging` never reads flags.
+"""Plain configuration objects: the model and the library take these, never flags.
 
-`ModelConfig` describes the flow (SPEC section 3); `TrainConfig` the
-optimisation and schedule (SPEC sections 4 and 5) with the original's derived
-values (per-process batch sizes, iterations per epoch, beta2) in one place.
+`ModelConfig` describes the flow (image shape, L levels of K steps of the
+given width, permutation, coupling, priors, bits per channel).  `TrainConfig`
+the optimisation and schedule, with the original's derived values in one place:
+
+* per-process batches are scaled to the image size: local_batch_train =
+  n_batch_train * anchor_size^2 // image_size^2 (local_batch_init likewise);
+* the per-process test batch comes from the original's table
+  {64: 50, 32: 25, 28: 25, 16: 10, 8: 5, 4: 2, 2: 2, 1: 1}[local_batch_train];
+* train_its = ceil(n_train / (n_batch_train * processes)) steps per epoch;
+  full_test_its = n_test / (local_batch_test * processes), which must divide evenly;
+* beta2 = 1 - 1 / (train_its * polyak_epochs), the second-moment decay of
+  adamax / adam and the decay of the Polyak average.
 """
 import dataclasses
 import math

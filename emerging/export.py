@@ -22,7 +22,6 @@ class _Exported(tf.Module):
         labels = tf.TensorSpec([None], tf.int32, name='y')
         latent = tf.TensorSpec([None, model.config.n_dims], tf.float32, name='z')
         temperature = tf.TensorSpec([None], tf.float32, name='temperature')
-        n_dims = float(model.config.n_dims)
 
         @tf.function(input_signature=[image, labels])
         def bits_per_dim(x, y):
@@ -31,10 +30,7 @@ class _Exported(tf.Module):
 
         @tf.function(input_signature=[image_float, labels])
         def log_prob(x_float, y):
-            _, eps, log_det = model.encode_float(x_float, y)
-            flat = model.flatten_latents(eps)
-            return {'log_prob': log_det - 0.5 * tf.reduce_sum(tf.square(flat), axis=1)
-                    - 0.5 * n_dims * 1.8378770664093453}
+            return {'log_prob': model.distribution(y).log_prob(x_float)}
 
         @tf.function(input_signature=[image, labels])
         def encode(x, y):
@@ -52,7 +48,8 @@ class _Exported(tf.Module):
             bits_per_dim, log_prob, encode, decode, sample)
 
 
-def export_savedmodel(model, export_dir):
+def export_savedmodel(model, export_dir: str) -> str:
+    """Write the SavedModel of a `Glow` model to `export_dir` (signatures above); returns `export_dir`."""
     module = _Exported(model)
     signatures = {name: getattr(module, name) for name in ('bits_per_dim', 'log_prob', 'encode', 'decode', 'sample')}
     tf.saved_model.save(module, export_dir, signatures=signatures)

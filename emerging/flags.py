@@ -1,4 +1,8 @@
-"""The original command line (SPEC section 1), parsed in one place into configs.
+"""The original command line of train.py, parsed in one place into configs.
+
+It is the command-line side of `emerging`: the only module of the library
+that reads flags or imports `data_utils` (for each problem's defaults: image
+size, test-set size, number of classes).
 
 argparse's unique-prefix matching is kept on purpose: the published command
 lines use `--n_level 3` for `--n_levels 3`.  An unknown or ambiguous flag is an

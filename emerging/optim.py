@@ -21,6 +21,8 @@ memory (a flat-vector update was tried: as fast, but it held five model-sized
 temporaries, more than the activations of a gradient-checkpointed step).
 adam2 and weight decay add a few plain ops per weight.
 """
+from typing import Sequence
+
 import numpy as np
 import tensorflow as tf
 
@@ -30,7 +32,8 @@ EPSILON = 1e-8
 class Optimizer(tf.Module):
     """Per-weight state: `m1` (first moment), `m2` (u or v), `polyak_biased`, in the order of `variables`."""
 
-    def __init__(self, variables, kind='adamax', beta1=0.9, beta2=0.999, weight_decay=1., name='optimizer'):
+    def __init__(self, variables: Sequence[tf.Variable], kind: str = 'adamax', beta1: float = 0.9,
+                 beta2: float = 0.999, weight_decay: float = 1., name: str = 'optimizer'):
         super().__init__(name=name)
         if kind not in ('adam', 'adamax', 'adam2'):
             raise ValueError(f'unknown optimizer {kind!r}; allowed: adam, adamax, adam2')
@@ -120,7 +123,7 @@ class DynamicLossScale(tf.Module):
     saved with the checkpoint.
     """
 
-    def __init__(self, initial_scale=2. ** 15, growth_interval=2000, name='loss_scale'):
+    def __init__(self, initial_scale: float = 2. ** 15, growth_interval: int = 2000, name: str = 'loss_scale'):
         super().__init__(name=name)
         if initial_scale < 1. or growth_interval < 1:
             raise ValueError(f'initial_scale must be >= 1 and growth_interval >= 1, got {initial_scale}, '

@@ -1,6 +1,6 @@
 """Import a checkpoint written by the original TF1 code into a `Glow` model.
 
-The original keeps every weight under `model/` (SPEC section 6):
+The original keeps every weight under `model/`:
 
     model/{level}/{step}/actnorm_center/b, .../actnorm_scale/logs
     model/{level}/{step}/invconv/W | {P, L, sign_S, log_S, U} | {S, U, v_0 .. v_{C-1}}
@@ -65,7 +65,7 @@ def _permutation(prefix, layer):
     raise TypeError(f'no original name for layer {layer.name!r} ({type(layer).__name__})')
 
 
-def tf1_variable_map(model):
+def tf1_variable_map(model) -> dict:
     """{original TF1 name: the model's tf.Variable} for every weight of `model`."""
     mapping = {}
     for level, steps in enumerate(model.levels):
@@ -100,7 +100,7 @@ class CheckpointMismatch(ValueError):
     """The checkpoint does not fit the model; the message lists every problem."""
 
 
-def import_tf1_checkpoint(model, path):
+def import_tf1_checkpoint(model, path: str) -> dict:
     """Copy the original's weights from the TF1 checkpoint `path` into `model`.
 
     Returns a report {'imported': [names], 'skipped': [names]}; raises

@@ -6,7 +6,7 @@ Data -> latent, per channel c of an [N, H, W, C] input:
 
 with `b` and `logs` of shape [1, 1, 1, C] and the logscale factor f = 3 (the
 variable holds logs / 3, as in the original).  Data-dependent initialisation
-on the first batch it sees inside `data_dependent_init`:
+(`initialize(x)`, from a batch of the layer's inputs):
 
     b = -mean_{N,H,W}(x),   logs = log(1 / (sqrt(mean_{N,H,W}((x + b)^2)) + 1e-6)) / f
 
@@ -54,7 +54,6 @@ class ActNorm(FlowLayer):
     def __init__(self, logscale_factor=LOGSCALE_FACTOR, name='actnorm', **kwargs):
         super().__init__(name=name, **kwargs)
         self.logscale_factor = float(logscale_factor)
-        self.init_from_next_batch = False
 
     def build(self, input_shape):
         shape = check_nhwc(self.name, input_shape)
@@ -68,15 +67,11 @@ class ActNorm(FlowLayer):
     def make_bijector(self):
         return ActNormBijector(self.bias, self.logs, self.logscale_factor, name=self.name)
 
-    def initialize_from(self, x):
-        """Data-dependent initialisation from x [N, H, W, C]: zero mean, unit variance per channel."""
+    def initialize(self, x, **condition):
+        """Data-dependent initialisation from x [N, H, W, C]: zero mean, unit
+        variance per channel of the output, which is returned."""
         mean = tf.reduce_mean(x, axis=[0, 1, 2], keepdims=True)
         self.bias.assign(-mean)
         std = tf.sqrt(tf.reduce_mean(tf.square(x - mean), axis=[0, 1, 2], keepdims=True))
         self.logs.assign(tf.math.log(1. / (std + 1e-6)) / self.logscale_factor)
-        self.init_from_next_batch = False
-
-    def forward(self, x, log_det):
-        if self.init_from_next_batch:
-            self.initialize_from(x)
-        return super().forward(x, log_det)
+        return super().initialize(x)

@@ -94,12 +94,12 @@ class AutoregressiveBijector(JointFlowBijector):
                 h = tf.nn.relu(h)
         return h[..., 0::2], tf.math.log_sigmoid(h[..., 1::2] + 2.)
 
-    def inverse_and_log_det(self, y):
+    def inverse_and_log_det(self, y, **condition):
         x = self._flip(y)
         mu, log_scale = self._mu_log_scale(x)
         return self._flip(x * tf.exp(log_scale) + mu), sum_event(log_scale)
 
-    def forward_and_log_det(self, x):
+    def forward_and_log_det(self, x, **condition):
         z = self._flip(x)
         height, width, channels = z.shape[1], z.shape[2], z.shape[3]
         keys = (3 * np.arange(height)[:, None] + np.arange(width)[None, :]).astype(np.int32)

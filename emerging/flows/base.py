@@ -6,21 +6,39 @@ Two directions, two conventions, one set of weights:
   original code: ``forward(x, log_det) -> (z, log_det + log|det dz/dx|)`` maps
   data to latent, ``reverse(z, log_det) -> (x, log_det - log|det dz/dx|)`` maps
   back.  ``log_det`` is a per-example float32 vector of shape [N] (or anything
-  that broadcasts to it).
+  that broadcasts to it).  Inputs are NHWC tensors [N, H, W, C].
 * The bijector (`FlowBijector`, event ndims 3: H x W x C) follows TFP and
   `tfb.Glow`: bijector *forward* = latent -> data (sampling), *inverse* =
   data -> latent.  So ``layer.forward`` is ``bijector.inverse`` plus its
   inverse log-det Jacobian, computed in one pass.
 
+Every bijector here also has the joint methods ``inverse_and_log_det(y)``
+and ``forward_and_log_det(x)``: the map and its log-det in one pass, which
+is how the containers (`FlowChain`, and the model's multi-scale pieces) call
+their members.  Keyword arguments of the joint methods are conditioning
+inputs (the model passes ``labels``, one-hot class labels, which only the
+class-conditional top prior reads); every other bijector ignores them.
+
+Data-dependent initialisation is an explicit pass: ``layer.initialize(x)``
+initialises the layer's weights from a batch of its inputs (only layers with
+an actnorm do anything) and returns the layer's output, so a container
+initialises its members in order, each from the output of the one before.
+
 The bijector reads the layer's variables each time it is called (nothing is
 precomputed in its constructor), so it always reflects the current weights and
-is safe to build once and reuse inside `tf.function`.
+is safe to build once and reuse inside `tf.function`.  TFP caches results per
+input tensor object: calling the TFP methods twice eagerly on the *same*
+tensor object across a weight update returns the first result; the joint
+methods never cache.
 """
-import contextlib
+from __future__ import annotations
+
+from typing import Sequence
 
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
+from tensorflow_probability.python.internal import cache_util
 
 tfb = tfp.bijectors
 
@@ -53,12 +71,16 @@ def sum_event(x):
     return tf.reduce_sum(x, axis=[-3, -2, -1])
 
 
+def channel_halves(x):
+    """[..., C] -> ([..., :C/2], [..., C/2:])."""
+    return tf.split(x, 2, axis=-1)
+
+
 class FlowBijector(tfb.Bijector):
     """Base of this project's bijectors: event ndims 3, TFP's direction.
 
-    Subclasses implement `_forward`, `_inverse` and the log-det Jacobians;
-    those whose inverse and log-det share work (coupling, autoregressive)
-    override `inverse_and_log_det` / `forward_and_log_det` to do it once.
+    Subclasses implement TFP's private `_forward`, `_inverse` and log-det
+    Jacobians; the joint methods combine them.
     """
 
     def __init__(self, *, parameters, name, validate_args=False, is_constant_jacobian=False):
@@ -74,61 +96,93 @@ class FlowBijector(tfb.Bijector):
         # Weights are whole-event parameters: these bijectors have no batch shape.
         return dict()
 
-    def inverse_and_log_det(self, y):
+    def inverse_and_log_det(self, y: tf.Tensor, **condition) -> tuple[tf.Tensor, tf.Tensor]:
         """data -> latent and log|det d latent / d data| (per example or scalar)."""
         return self._inverse(y), self._inverse_log_det_jacobian(y)
 
-    def forward_and_log_det(self, x):
+    def forward_and_log_det(self, x: tf.Tensor, **condition) -> tuple[tf.Tensor, tf.Tensor]:
         """latent -> data and log|det d data / d latent|."""
         return self._forward(x), self._forward_log_det_jacobian(x)
 
 
 class JointFlowBijector(FlowBijector):
     """For bijectors whose map and log-det share the work (a network evaluation):
-    subclasses implement only `inverse_and_log_det` and `forward_and_log_det`."""
+    subclasses implement only the joint methods.  TFP's `inverse` stores the
+    log-det it computed on the way (as `tfb.FFJORD` does), so a
+    `TransformedDistribution.log_prob` runs the map once, not once for the
+    value and again for the log-det."""
 
-    def inverse_and_log_det(self, y):
+    _cache = cache_util.BijectorCacheWithGreedyAttrs(forward_name='_augmented_forward',
+                                                     inverse_name='_augmented_inverse')
+
+    def inverse_and_log_det(self, y, **condition):
         raise NotImplementedError
 
-    def forward_and_log_det(self, x):
+    def forward_and_log_det(self, x, **condition):
         raise NotImplementedError
 
-    def _inverse(self, y):
-        return self.inverse_and_log_det(y)[0]
+    def _augmented_inverse(self, y, **condition):
+        x, log_det = self.inverse_and_log_det(y, **condition)
+        return x, {'ildj': log_det, 'fldj': -log_det}
 
-    def _inverse_log_det_jacobian(self, y):
-        return self.inverse_and_log_det(y)[1]
+    def _augmented_forward(self, x, **condition):
+        y, log_det = self.forward_and_log_det(x, **condition)
+        return y, {'fldj': log_det, 'ildj': -log_det}
 
-    def _forward(self, x):
-        return self.forward_and_log_det(x)[0]
+    def _inverse(self, y, **condition):
+        return self.inverse_and_log_det(y, **condition)[0]
 
-    def _forward_log_det_jacobian(self, x):
-        return self.forward_and_log_det(x)[1]
+    def _forward(self, x, **condition):
+        return self.forward_and_log_det(x, **condition)[0]
+
+    def _inverse_log_det_jacobian(self, y, **condition):
+        cached = self._cache.inverse_attributes(y, **condition)
+        if 'ildj' not in cached:
+            cached.update(self._augmented_inverse(y, **condition)[1])
+        return cached['ildj']
+
+    def _forward_log_det_jacobian(self, x, **condition):
+        cached = self._cache.forward_attributes(x, **condition)
+        if 'fldj' not in cached:
+            cached.update(self._augmented_forward(x, **condition)[1])
+        return cached['fldj']
 
 
-class FlowChainBijector(JointFlowBijector):
-    """Composition of flow bijectors; `bijectors` are listed in data -> latent order."""
+class FlowChain(JointFlowBijector):
+    """Composition of flow bijectors, listed in data -> latent order (the
+    reverse of `tfb.Chain`'s list, which is in forward order).
 
-    def __init__(self, bijectors, validate_args=False, name='flow_chain'):
+    With `recompute_gradients` the data -> latent pass runs under
+    `tf.recompute_grad`: its activations are recomputed in the backward pass
+    instead of being kept (gradient checkpointing)."""
+
+    def __init__(self, bijectors: Sequence[FlowBijector], recompute_gradients: bool = False,
+                 validate_args: bool = False, name: str = 'flow_chain'):
         parameters = dict(locals())
         self._flow_bijectors = list(bijectors)
+        self._recompute_gradients = bool(recompute_gradients)
         super().__init__(parameters=parameters, name=name, validate_args=validate_args)
 
     @property
     def bijectors(self):
         return self._flow_bijectors
 
-    def inverse_and_log_det(self, y):
+    def _inverse_pass(self, y, **condition):
         log_det = 0.
         for bijector in self._flow_bijectors:
-            y, step_log_det = bijector.inverse_and_log_det(y)
+            y, step_log_det = bijector.inverse_and_log_det(y, **condition)
             log_det += step_log_det
         return y, log_det
 
-    def forward_and_log_det(self, x):
+    def inverse_and_log_det(self, y, **condition):
+        if self._recompute_gradients:
+            return tf.recompute_grad(lambda t: self._inverse_pass(t, **condition))(y)
+        return self._inverse_pass(y, **condition)
+
+    def forward_and_log_det(self, x, **condition):
         log_det = 0.
         for bijector in reversed(self._flow_bijectors):
-            x, step_log_det = bijector.forward_and_log_det(x)
+            x, step_log_det = bijector.forward_and_log_det(x, **condition)
             log_det += step_log_det
         return x, log_det
 
@@ -142,7 +196,7 @@ class FlowLayer(tf_keras.layers.Layer):
     be restored) before any data is seen.
     """
 
-    #: which parameter-count bucket the layer's weights belong to (SPEC section 5)
+    #: which parameter-count bucket the layer's weights belong to: '1x1', 'emerging', 'periodic' or 'rest'
     count_kind = 'rest'
 
     def __init__(self, name=None, **kwargs):
@@ -151,31 +205,61 @@ class FlowLayer(tf_keras.layers.Layer):
         # weights the layer already tracks.
         object.__setattr__(self, '_cached_bijector', None)
 
-    def make_bijector(self):
+    def make_bijector(self) -> FlowBijector:
         raise NotImplementedError
 
     @property
-    def bijector(self):
+    def bijector(self) -> FlowBijector:
         if not self.built:
             raise ValueError(f'{self.name}: build the layer (layer.build(shape)) before asking for its bijector')
         if self._cached_bijector is None:
             object.__setattr__(self, '_cached_bijector', self.make_bijector())
         return self._cached_bijector
 
-    def forward(self, x, log_det):
-        z, step_log_det = self.bijector.inverse_and_log_det(x)
+    def initialize(self, x: tf.Tensor, **condition) -> tf.Tensor:
+        """Data-dependent initialisation from a batch `x` of this layer's inputs
+        (nothing to do unless overridden); returns the layer's output."""
+        return self.bijector.inverse_and_log_det(x, **condition)[0]
+
+    def forward(self, x: tf.Tensor, log_det, **condition) -> tuple[tf.Tensor, tf.Tensor]:
+        z, step_log_det = self.bijector.inverse_and_log_det(x, **condition)
         return z, log_det + step_log_det
 
-    def reverse(self, z, log_det):
-        x, step_log_det = self.bijector.forward_and_log_det(z)
+    def reverse(self, z: tf.Tensor, log_det, **condition) -> tuple[tf.Tensor, tf.Tensor]:
+        x, step_log_det = self.bijector.forward_and_log_det(z, **condition)
         return x, log_det + step_log_det
 
     def call(self, inputs):
         return self.forward(inputs, tf.zeros(tf.shape(inputs)[:1]))
 
-    def parameter_count(self):
+    def parameter_count(self) -> int:
         """Trainable parameters; masked layers count only their live entries."""
         return sum(int(w.shape.num_elements()) for w in self.trainable_weights)
+
+
+class FlowSequence(FlowLayer):
+    """Flow layers applied in order (data -> latent), all on inputs of one shape;
+    its bijector is the `FlowChain` of theirs."""
+
+    def __init__(self, flow_layers: Sequence[FlowLayer], recompute_gradients: bool = False, name: str = 'sequence',
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.flow_layers = list(flow_layers)
+        self.recompute_gradients = bool(recompute_gradients)
+
+    def build(self, input_shape):
+        for layer in self.flow_layers:
+            layer.build(input_shape)
+        self.built = True
+
+    def make_bijector(self):
+        return FlowChain([layer.bijector for layer in self.flow_layers],
+                         recompute_gradients=self.recompute_gradients, name=self.name)
+
+    def initialize(self, x, **condition):
+        for layer in self.flow_layers:
+            x = layer.initialize(x, **condition)
+        return x
 
 
 def check_nhwc(name, shape, even_channels=False):
@@ -188,20 +272,3 @@ def check_nhwc(name, shape, even_channels=False):
     if even_channels and shape[-1] % 2:
         raise ValueError(f'{name}: needs an even number of channels to split in halves, got {shape[-1]}')
     return shape
-
-
-@contextlib.contextmanager
-def data_dependent_init(layer):
-    """Within this context every ActNorm inside `layer` initialises itself
-    from the statistics of the next batch it sees (the original's `init=True`
-    pass).  Run the model's forward once, eagerly, inside it."""
-    targets = [m for m in layer.submodules if hasattr(m, 'init_from_next_batch')]
-    if hasattr(layer, 'init_from_next_batch'):
-        targets.append(layer)
-    for target in targets:
-        target.init_from_next_batch = True
-    try:
-        yield
-    finally:
-        for target in targets:
-            target.init_from_next_batch = False

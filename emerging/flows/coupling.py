@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from emerging.flows.base import FlowLayer, JointFlowBijector, check_nhwc, sum_event
+from emerging.flows.base import FlowLayer, JointFlowBijector, channel_halves, check_nhwc, sum_event
 from emerging.flows.nn import Conv2dActnorm, Conv2dZeros, even_then_odd
 
 COUPLINGS = {0: 'additive', 1: 'affine'}
@@ -59,6 +59,10 @@ class CouplingNetwork(tf_keras.layers.Layer):
         h = self.l_last(self.l_2(self.l_1(tf.cast(x, self.network_dtype))))
         return tf.cast(h, x.dtype)
 
+    def initialize(self, x):
+        """Data-dependent init of the actnorms of `l_1` then `l_2` from a batch x."""
+        self.l_2.initialize(self.l_1.initialize(tf.cast(x, self.network_dtype)))
+
 
 class CouplingBijector(JointFlowBijector):
     """inverse (data -> latent): z2 <- z2 + f(z1) or (z2 + shift) * scale; forward undoes it."""
@@ -69,9 +73,6 @@ class CouplingBijector(JointFlowBijector):
         self._affine = bool(affine)
         super().__init__(parameters=parameters, name=name, validate_args=validate_args)
 
-    def _halves(self, x):
-        return tf.split(x, 2, axis=-1)
-
     def _shift_and_log_scale(self, z1):
         h = self._network(z1)
         if not self._affine:
@@ -80,15 +81,15 @@ class CouplingBijector(JointFlowBijector):
         shift, scale_logit = tf.split(h, 2, axis=-1)
         return shift, tf.math.log_sigmoid(scale_logit + 2.)
 
-    def inverse_and_log_det(self, y):
-        z1, z2 = self._halves(y)
+    def inverse_and_log_det(self, y, **condition):
+        z1, z2 = channel_halves(y)
         shift, log_scale = self._shift_and_log_scale(z1)
         if log_scale is None:
             return tf.concat([z1, z2 + shift], axis=-1), tf.zeros([], y.dtype)
         return tf.concat([z1, (z2 + shift) * tf.exp(log_scale)], axis=-1), sum_event(log_scale)
 
-    def forward_and_log_det(self, x):
-        z1, z2 = self._halves(x)
+    def forward_and_log_det(self, x, **condition):
+        z1, z2 = channel_halves(x)
         shift, log_scale = self._shift_and_log_scale(z1)
         if log_scale is None:
             return tf.concat([z1, z2 - shift], axis=-1), tf.zeros([], x.dtype)
@@ -119,3 +120,7 @@ class Coupling(FlowLayer):
 
     def make_bijector(self):
         return CouplingBijector(self.network, self.affine, name=self.name)
+
+    def initialize(self, x, **condition):
+        self.network.initialize(channel_halves(x)[0])
+        return super().initialize(x)

@@ -99,9 +99,13 @@ class Conv2dActnorm(tf_keras.layers.Layer):
         self.actnorm.build(list(input_shape[:-1]) + [self.width])
         self.built = True
 
+    def initialize(self, x):
+        """Data-dependent init of the actnorm from the convolution of a batch x
+        (in float32); returns the layer's output on x."""
+        self.actnorm.initialize(edge_conv(tf.cast(x, self.w.dtype), self.w))
+        return self(x)
+
     def call(self, x):
-        if self.actnorm.init_from_next_batch:
-            self.actnorm.initialize_from(edge_conv(tf.cast(x, self.w.dtype), self.w))
         actnorm = self.actnorm
         # (conv(x, W) + b) * s as conv(x, W * s) + b * s
         scale = tf.exp(tf.reshape(actnorm.logs, [-1]) * actnorm.logscale_factor)

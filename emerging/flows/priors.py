@@ -1,55 +1,91 @@
-"""Gaussian priors: the diagonal Gaussian of the original, the top prior and the class head.
+"""Diagonal Gaussian priors as standardising bijectors, and the class head.
 
-* `gaussian_log_prob(x, mean, logsd)`: sum over H, W, C of log N(x; mean, exp(logsd)^2).
-* `TopPrior`: h = 0 of shape [N, H, W, 2C]; with `learnprior` h = conv_zeros(h)
-  (`prior/p`: the input is zeros but the edge-bias channel lets the learned
-  prior vary near the border); with `ycond` h += linear_zeros(onehot(y))
-  (`prior/y_emb`) broadcast over H, W; mean = h[..., :C], logsd = h[..., C:].
-* `Classifier`: logits = linear_zeros(mean_{H, W}(z_top)) (`classifier`).
+A latent z with prior N(mean, exp(logsd)^2) enters the model as the
+standard-normal eps of
+
+    eps = (z - mean) / exp(logsd),   log|det d eps / d z| = -sum logsd,
+
+so that log N(z; mean, exp(logsd)) = log N(eps; 0, 1) - sum logsd: the model
+is a bijection onto independent standard normals (as `tfb.Glow`), and
+sampling with temperature t draws eps ~ N(0, t^2), i.e. z = mean + exp(logsd) t eps.
+`standardize` / `unstandardize` are that map and its inverse; the split
+priors (split.py) and the top prior use them.
+
+* `TopPrior` (`prior`): on the top latent [N, H, W, C]: h = 0 of shape
+  [N, H, W, 2C]; with `learnprior` h = conv_zeros(h) (`prior/p`: the input is
+  zeros but the edge-bias channel lets the learned prior vary near the
+  border); with `ycond` h += linear_zeros(onehot(labels)) (`prior/y_emb`)
+  broadcast over H, W; mean = h[..., :C], logsd = h[..., C:].  It is the only
+  layer that reads the `labels` conditioning input (int32 [N]).
+* `Classifier` (`classifier`): logits = linear_zeros(mean_{H, W}(z_top)).
 """
-import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from emerging.flows.base import FlowLayer, JointFlowBijector, check_nhwc, sum_event
 from emerging.flows.nn import Conv2dZeros, LinearZeros
 
-LOG_2PI = float(np.log(2. * np.pi))
+
+def standardize(z, mean, logsd):
+    """(eps, log|det d eps / d z|) for z ~ N(mean, exp(logsd)^2); per example."""
+    return (z - mean) * tf.exp(-logsd), -sum_event(logsd + tf.zeros_like(z))
 
 
-def gaussian_log_prob(x, mean, logsd):
-    return tf.reduce_sum(-0.5 * (LOG_2PI + 2. * logsd + tf.square(x - mean) * tf.exp(-2. * logsd)),
-                         axis=[1, 2, 3])
+def unstandardize(eps, mean, logsd):
+    """The inverse of `standardize`: (z, log|det dz / d eps|)."""
+    return mean + tf.exp(logsd) * eps, sum_event(logsd + tf.zeros_like(eps))
 
 
-class TopPrior(tf_keras.layers.Layer):
-    """Mean and log-std of the top latent [N, H, W, C], optionally learned and class-conditional."""
+class TopPriorBijector(JointFlowBijector):
+    """inverse (data -> latent): z -> eps by the top prior's mean and log-std."""
 
-    def __init__(self, top_shape, learnprior=False, ycond=False, n_y=1, name='prior', **kwargs):
+    def __init__(self, prior_fn, validate_args=False, name='prior'):
+        parameters = dict(locals())
+        self._prior_fn = prior_fn
+        super().__init__(parameters=parameters, name=name, validate_args=validate_args)
+
+    def inverse_and_log_det(self, y, labels=None, **condition):
+        return standardize(y, *self._prior_fn(tf.shape(y)[0], labels))
+
+    def forward_and_log_det(self, x, labels=None, **condition):
+        return unstandardize(x, *self._prior_fn(tf.shape(x)[0], labels))
+
+
+class TopPrior(FlowLayer):
+    """Keras layer owning `prior/p` (with `learnprior`) and `prior/y_emb` (with `ycond`)."""
+
+    def __init__(self, learnprior=False, ycond=False, n_y=1, name='prior', **kwargs):
         super().__init__(name=name, **kwargs)
-        self.top_shape = tuple(int(d) for d in top_shape)
         self.learnprior, self.ycond, self.n_y = bool(learnprior), bool(ycond), int(n_y)
-        channels = self.top_shape[-1]
-        self.p = Conv2dZeros(2 * channels, 3, name='p') if learnprior else None
-        self.y_emb = LinearZeros(2 * channels, name='y_emb') if ycond else None
+        self.p = self.y_emb = None
 
-    def build(self, input_shape=None):
-        height, width, channels = self.top_shape
-        if self.p is not None:
+    def build(self, input_shape):
+        _, height, width, channels = check_nhwc(self.name, input_shape)
+        self.top_shape = (height, width, channels)
+        if self.learnprior:
+            self.p = Conv2dZeros(2 * channels, 3, name='p')
             self.p.build([None, height, width, 2 * channels])
-        if self.y_emb is not None:
+        if self.ycond:
+            self.y_emb = LinearZeros(2 * channels, name='y_emb')
             self.y_emb.build([None, self.n_y])
         self.built = True
 
-    def call(self, y_onehot):
+    def mean_and_logsd(self, batch_size, labels=None):
+        """Mean and log-std of the top latent, each [batch, H, W, C]."""
         height, width, channels = self.top_shape
-        batch_size = tf.shape(y_onehot)[0]
         if self.p is not None:
             h = self.p.of_zeros(batch_size, height, width)
         else:
             h = tf.zeros([batch_size, height, width, 2 * channels])
         if self.y_emb is not None:
-            h += tf.reshape(self.y_emb(y_onehot), [-1, 1, 1, 2 * channels])
+            if labels is None:
+                raise ValueError('this model is class-conditional (ycond): pass the class labels y')
+            onehot = tf.one_hot(tf.cast(labels, tf.int32), self.n_y)
+            h += tf.reshape(self.y_emb(onehot), [-1, 1, 1, 2 * channels])
         return tf.split(h, 2, axis=-1)
+
+    def make_bijector(self):
+        return TopPriorBijector(self.mean_and_logsd, name=self.name)
 
 
 class Classifier(tf_keras.layers.Layer):

@@ -1,21 +1,30 @@
-"""Multi-scale split (Glow / RealNVP), levels 0 .. L-2.
+"""The multi-scale split (Glow / RealNVP) as two bijectors, levels 0 .. L-2.
 
-Data -> latent on [N, H, W, C]: z1 = x[..., :C/2] continues (and is squeezed
-by the model), z2 = x[..., C/2:] leaves the flow with a diagonal Gaussian
-prior whose mean and log-std come from conv_zeros(z1) (`pool{i}/conv`, 2 *
-C/2 outputs, mean = h[..., 0::2], logsd = h[..., 1::2]) with `learnprior`,
-else N(0, 1).  As a bijection the split standardises z2:
+On [N, H, W, C] with z1 = x[..., :C/2] and z2 = x[..., C/2:]:
 
-    eps = (z2 - mean(z1)) / exp(logsd(z1)),   log|det| = -sum logsd
+* `SplitPrior` (`pool{i}`): z2 leaves the flow with a diagonal Gaussian prior
+  whose mean and log-std come from conv_zeros(z1) (`pool{i}/conv`, 2 * C/2
+  outputs, mean = h[..., 0::2], logsd = h[..., 1::2]) with `learnprior`,
+  else N(0, 1).  As a bijection it standardises z2 (priors.py):
 
-so that log N(z2; mean, exp(logsd)) = log N(eps; 0, 1) - sum logsd, and the
-whole model is a bijector onto independent standard normals (as `tfb.Glow`).
-`eps` is what `encode` returns; decoding with the same eps reconstructs exactly.
+      data -> latent:  [z1, z2] -> [z1, eps],  eps = (z2 - mean(z1)) / exp(logsd(z1)),  log|det| = -sum logsd
+
+* `FirstHalf(inner)`: the flow layer `inner` (squeeze and the next levels)
+  transforms z1; the second half is left as it is:
+
+      data -> latent:  [z1, eps] -> [inner(z1), eps],  log|det| = inner's
+
+  like `tfb.Blockwise` over the channel halves.
+
+So a level is `steps..., SplitPrior, FirstHalf(Squeezed(next level))`: the
+latent keeps the input's shape, eps of this level in the second half of the
+channels.  Decoding with the same eps reconstructs exactly.
 """
 import tensorflow as tf
 
-from emerging.flows.base import FlowLayer, JointFlowBijector, check_nhwc, sum_event
+from emerging.flows.base import FlowLayer, JointFlowBijector, channel_halves, check_nhwc
 from emerging.flows.nn import Conv2dZeros, even_then_odd
+from emerging.flows.priors import standardize, unstandardize
 
 
 class SplitPriorBijector(JointFlowBijector):
@@ -26,21 +35,18 @@ class SplitPriorBijector(JointFlowBijector):
         self._prior_fn = prior_fn
         super().__init__(parameters=parameters, name=name, validate_args=validate_args)
 
-    def _halves(self, x):
-        return tf.split(x, 2, axis=-1)
+    def inverse_and_log_det(self, y, **condition):
+        z1, z2 = channel_halves(y)
+        eps, log_det = standardize(z2, *self._prior_fn(z1))
+        return tf.concat([z1, eps], axis=-1), log_det
 
-    def inverse_and_log_det(self, y):
-        z1, z2 = self._halves(y)
-        mean, logsd = self._prior_fn(z1)
-        return tf.concat([z1, (z2 - mean) * tf.exp(-logsd)], axis=-1), -sum_event(logsd)
-
-    def forward_and_log_det(self, x):
-        z1, eps = self._halves(x)
-        mean, logsd = self._prior_fn(z1)
-        return tf.concat([z1, mean + tf.exp(logsd) * eps], axis=-1), sum_event(logsd)
+    def forward_and_log_det(self, x, **condition):
+        z1, eps = channel_halves(x)
+        z2, log_det = unstandardize(eps, *self._prior_fn(z1))
+        return tf.concat([z1, z2], axis=-1), log_det
 
 
-class Split(FlowLayer):
+class SplitPrior(FlowLayer):
     """Keras layer owning the split prior `pool{i}/conv` (only with `learnprior`)."""
 
     def __init__(self, learnprior=False, name='split', **kwargs):
@@ -55,22 +61,50 @@ class Split(FlowLayer):
             self.conv.build(list(input_shape[:-1]) + [channels // 2])
         self.built = True
 
-    def prior(self, z1):
+    def mean_and_logsd(self, z1):
         if self.conv is None:
             return tf.zeros_like(z1), tf.zeros_like(z1)
         # the conv emits the original's h[..., 0::2] (mean) then h[..., 1::2] (logsd)
         return tf.split(self.conv(z1), 2, axis=-1)
 
     def make_bijector(self):
-        return SplitPriorBijector(self.prior, name=self.name)
+        return SplitPriorBijector(self.mean_and_logsd, name=self.name)
 
-    def split(self, z, log_det):
-        """(z, log_det) -> (z1, log_det - sum logsd, eps): the original's split2d
-        before squeezing; the prior's log N(eps; 0, 1) is added by the model."""
-        latent, step_log_det = self.bijector.inverse_and_log_det(z)
-        z1, eps = tf.split(latent, 2, axis=-1)
-        return z1, log_det + step_log_det, eps
 
-    def merge(self, z1, eps):
-        """Inverse of `split`: (z = [z1, mean(z1) + exp(logsd(z1)) * eps], sum logsd)."""
-        return self.bijector.forward_and_log_det(tf.concat([z1, eps], axis=-1))
+class FirstHalfBijector(JointFlowBijector):
+    """`inner` on the first half of the channels, the identity on the second."""
+
+    def __init__(self, inner, validate_args=False, name='first_half'):
+        parameters = dict(locals())
+        self._inner = inner
+        super().__init__(parameters=parameters, name=name, validate_args=validate_args)
+
+    def inverse_and_log_det(self, y, **condition):
+        first, second = channel_halves(y)
+        first, log_det = self._inner.inverse_and_log_det(first, **condition)
+        return tf.concat([first, second], axis=-1), log_det
+
+    def forward_and_log_det(self, x, **condition):
+        first, second = channel_halves(x)
+        first, log_det = self._inner.forward_and_log_det(first, **condition)
+        return tf.concat([first, second], axis=-1), log_det
+
+
+class FirstHalf(FlowLayer):
+    """Keras layer running the flow layer `inner` on the first half of the channels."""
+
+    def __init__(self, inner, name='first_half', **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.inner = inner
+
+    def build(self, input_shape):
+        shape = check_nhwc(self.name, input_shape, even_channels=True)
+        self.inner.build(shape[:-1].concatenate([shape[-1] // 2]))
+        self.built = True
+
+    def make_bijector(self):
+        return FirstHalfBijector(self.inner.bijector, name=self.name)
+
+    def initialize(self, x, **condition):
+        first, second = channel_halves(x)
+        return tf.concat([self.inner.initialize(first, **condition), second], axis=-1)

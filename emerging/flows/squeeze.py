@@ -3,12 +3,17 @@
 [N, H, W, C] -> [N, H/2, W/2, 4C]: reshape to [N, H/2, 2, W/2, 2, C],
 transpose to [0, 1, 3, 5, 2, 4], reshape; channel 4c + 2a + b of the output
 holds pixel (2i + a, 2j + b) of channel c.  Volume preserving; unsqueeze is
-the exact inverse.  `SqueezeBijector` is the TFP face (forward = unsqueeze,
-latent -> data, with the event shape changing accordingly).
+the exact inverse.
+
+`Squeezed(inner)` is how the multi-scale model uses it: squeeze, run the
+flow layer `inner` on the squeezed tensor, unsqueeze its output, so the
+layer as a whole keeps the shape of its input:
+
+    data -> latent:  x [N, H, W, C] -> unsqueeze(inner(squeeze(x))) [N, H, W, C]
 """
 import tensorflow as tf
 
-from emerging.flows.base import FlowBijector
+from emerging.flows.base import FlowLayer, JointFlowBijector, check_nhwc
 
 
 def squeeze2d(x, factor=2):
@@ -29,43 +34,39 @@ def unsqueeze2d(x, factor=2):
     return tf.reshape(x, [-1, height * factor, width * factor, channels // factor ** 2])
 
 
-class SqueezeBijector(FlowBijector):
-    """inverse (data -> latent): squeeze; forward: unsqueeze."""
+class SqueezedBijector(JointFlowBijector):
+    """`inner` between a squeeze and an unsqueeze; the log-det is inner's."""
 
-    def __init__(self, factor=2, validate_args=False, name='squeeze'):
+    def __init__(self, inner, validate_args=False, name='squeezed'):
         parameters = dict(locals())
-        if factor < 1:
-            raise ValueError(f'squeeze factor must be positive, got {factor}')
-        self._factor = int(factor)
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args,
-                         is_constant_jacobian=True)
+        self._inner = inner
+        super().__init__(parameters=parameters, name=name, validate_args=validate_args)
 
-    def _inverse(self, y):
-        return squeeze2d(y, self._factor)
+    def inverse_and_log_det(self, y, **condition):
+        z, log_det = self._inner.inverse_and_log_det(squeeze2d(y), **condition)
+        return unsqueeze2d(z), log_det
 
-    def _forward(self, x):
-        return unsqueeze2d(x, self._factor)
+    def forward_and_log_det(self, x, **condition):
+        z, log_det = self._inner.forward_and_log_det(squeeze2d(x), **condition)
+        return unsqueeze2d(z), log_det
 
-    def _inverse_log_det_jacobian(self, y):
-        return tf.zeros([], y.dtype)
 
-    def _forward_log_det_jacobian(self, x):
-        return tf.zeros([], x.dtype)
+class Squeezed(FlowLayer):
+    """Keras layer running the flow layer `inner` on the squeezed input."""
 
-    def _forward_event_shape(self, input_shape):
-        h, w, c = input_shape[-3:]
-        f = self._factor
-        return input_shape[:-3].concatenate([h * f, w * f, c // f ** 2])
+    def __init__(self, inner, name='squeezed', **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.inner = inner
 
-    def _inverse_event_shape(self, output_shape):
-        h, w, c = output_shape[-3:]
-        f = self._factor
-        return output_shape[:-3].concatenate([h // f, w // f, c * f ** 2])
+    def build(self, input_shape):
+        batch, height, width, channels = check_nhwc(self.name, input_shape)
+        if height % 2 or width % 2:
+            raise ValueError(f'{self.name}: height and width must be even to squeeze, got {height}x{width}')
+        self.inner.build([batch, height // 2, width // 2, channels * 4])
+        self.built = True
 
-    def _forward_event_shape_tensor(self, input_shape):
-        f = self._factor
-        return tf.concat([input_shape[:-3], input_shape[-3:] * [f, f, 1] // [1, 1, f * f]], axis=0)
+    def make_bijector(self):
+        return SqueezedBijector(self.inner.bijector, name=self.name)
 
-    def _inverse_event_shape_tensor(self, output_shape):
-        f = self._factor
-        return tf.concat([output_shape[:-3], output_shape[-3:] * [1, 1, f * f] // [f, f, 1]], axis=0)
+    def initialize(self, x, **condition):
+        return unsqueeze2d(self.inner.initialize(squeeze2d(x), **condition))

@@ -2,11 +2,14 @@
 
 flow_permutation: 0 reverse, 1 shuffle, 2 1x1 conv, 3 1x1 conv + emerging
 conv, 4 periodic conv, 5 1x1 conv + autoregressive lower (maf1) + upper
-(maf2).  The reverse pass runs the exact inverses in reverse order.
+(maf2).  The step's bijector is the chain of its layers' bijectors; the
+reverse pass runs their exact inverses in reverse order.  With
+`gradient_checkpointing` the step's activations are recomputed in the
+backward pass instead of being kept (the original's default).
 """
 from emerging.flows.actnorm import ActNorm
 from emerging.flows.autoregressive import Autoregressive
-from emerging.flows.base import FlowChainBijector, FlowLayer
+from emerging.flows.base import FlowSequence
 from emerging.flows.conv1x1 import InvertibleConv1x1
 from emerging.flows.coupling import Coupling
 from emerging.flows.emerging_conv import EmergingConv
@@ -31,35 +34,15 @@ def permutation_layers(flow_permutation, decomposition='', rng=None):
     raise ValueError(f'unknown flow_permutation {flow_permutation!r}; allowed: 0..5')
 
 
-class FlowStep(FlowLayer):
+class FlowStep(FlowSequence):
     def __init__(self, width, flow_permutation=2, flow_coupling=0, decomposition='', rng=None,
-                 compute_dtype='float32', name='step', **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.actnorm = ActNorm(name='actnorm')
-        self.permutation = permutation_layers(flow_permutation, decomposition, rng)
-        self.coupling = Coupling(width, flow_coupling, rng=rng, compute_dtype=compute_dtype, name='coupling')
-
-    @property
-    def flow_layers(self):
-        return [self.actnorm, *self.permutation, self.coupling]
-
-    def build(self, input_shape):
-        for layer in self.flow_layers:
-            layer.build(input_shape)
-        self.built = True
-
-    def make_bijector(self):
-        return FlowChainBijector([layer.bijector for layer in self.flow_layers], name=self.name)
-
-    def forward(self, x, log_det):
-        for layer in self.flow_layers:
-            x, log_det = layer.forward(x, log_det)
-        return x, log_det
-
-    def reverse(self, z, log_det):
-        for layer in reversed(self.flow_layers):
-            z, log_det = layer.reverse(z, log_det)
-        return z, log_det
+                 compute_dtype='float32', gradient_checkpointing=False, name='step', **kwargs):
+        actnorm = ActNorm(name='actnorm')
+        permutation = permutation_layers(flow_permutation, decomposition, rng)
+        coupling = Coupling(width, flow_coupling, rng=rng, compute_dtype=compute_dtype, name='coupling')
+        super().__init__([actnorm, *permutation, coupling], recompute_gradients=gradient_checkpointing,
+                         name=name, **kwargs)
+        self.actnorm, self.permutation, self.coupling = actnorm, permutation, coupling
 
     def parameter_counts(self):
         counts = {}

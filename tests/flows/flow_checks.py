@@ -1,6 +1,17 @@
-"""The shared check every flow layer must pass (ARCHITECTURE: the flow-layer contract)."""
+"""The shared check every flow layer must pass (the flow-layer contract of emerging/flows/base.py)."""
 import numpy as np
 import tensorflow as tf
+# TFP's bijector test utility as shipped with TensorFlow (tensorflow-probability's
+# wheel does not include its own copy); it takes a session, so `Eager` stands in.
+from tensorflow.python.ops.distributions.bijector_test_util import assert_bijective_and_finite
+
+
+class Eager:
+    """`sess.run` for eager tensors."""
+
+    @staticmethod
+    def run(tensors):
+        return [t.numpy() for t in tensors]
 
 
 def perturb(layer, rng, scale):
@@ -54,6 +65,10 @@ def check_flow_layer(layer, shape, rng, atol=1e-4, log_det_tol=1e-3, nonzero_gra
     np.testing.assert_allclose(bijector.forward(z).numpy(), x.numpy(), atol=atol)
     np.testing.assert_allclose(np.broadcast_to(bijector.forward_log_det_jacobian(z, event_ndims=3).numpy(), [n]),
                                -log_det, rtol=1e-3, atol=log_det_tol)
+
+    # TFP's own check (through TFP's cache: bijective, log-dets consistent, all finite)
+    fresh = layer.make_bijector()
+    assert_bijective_and_finite(fresh, z_fresh.numpy(), x.numpy(), event_ndims=3, atol=atol, rtol=1e-4, sess=Eager)
 
     # gradients of a density-like loss reach every weight, finite (and non-zero)
     with tf.GradientTape() as tape:
