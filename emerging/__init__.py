@@ -17,6 +17,10 @@ _PUBLIC = {
     'Optimizer': 'emerging.optim',
     'DynamicLossScale': 'emerging.optim',
     'Distributed': 'emerging.distributed',
+    'Trainer': 'emerging.training',
+    'TrainingDiverged': 'emerging.training',
+    'CheckpointState': 'emerging.training',
+    'Recorder': 'emerging.training',
     'export_savedmodel': 'emerging.export',
     'import_tf1_checkpoint': 'emerging.tf1_import',
 }

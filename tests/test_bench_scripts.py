@@ -6,6 +6,8 @@ import sys
 
 from tests.helpers import ROOT, env
 
+pytestmark = pytest.mark.slow  # end-to-end: subprocesses and real training runs
+
 
 def run_script(name, *args):
     result = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', name), *args], cwd=ROOT, env=env(),

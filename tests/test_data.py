@@ -41,6 +41,7 @@ def test_digits_sharded_contiguously_per_process():
 
 
 @pytest.mark.parametrize('problem, native', [('cifar10', 32), ('mnist', 32)])
+@pytest.mark.slow
 def test_tfds_problems_train_on_mock_data(tmp_path, problem, native):
     with tfds.testing.mock_data(num_examples=100):
         data = get_data(DataConfig(problem=problem, image_size=native, local_batch_train=8, local_batch_test=10,
@@ -50,6 +51,7 @@ def test_tfds_problems_train_on_mock_data(tmp_path, problem, native):
         run_training(tmp_path, ['--problem', problem, '--image_size', '8', '--anchor_size', '8'])
 
 
+@pytest.mark.slow
 def test_tfrecord_problem_trains_on_written_shards(tmp_path):
     data_dir = str(tmp_path / 'celeba')
     write_shards(images(96, 16), np.zeros(96), data_dir, 'train', n_shards=2)
@@ -68,6 +70,7 @@ def test_lsun_realnvp_random_crops(tmp_path):
     assert x.shape == (4, 8, 8, 3)
 
 
+@pytest.mark.slow
 def test_write_tfrecords_tool_round_trip(tmp_path):
     array = images(10, 8)
     np.save(tmp_path / 'x.npy', array)
@@ -83,6 +86,7 @@ def test_write_tfrecords_tool_round_trip(tmp_path):
     np.testing.assert_array_equal(y.numpy(), np.arange(10))
 
 
+@pytest.mark.slow
 def test_space_pickle(tmp_path):
     path = tmp_path / 'galaxy.pkl'
     with open(path, 'wb') as f:
@@ -112,6 +116,7 @@ def test_shard_with_other_image_size(tmp_path):
                             local_batch_test=4, local_batch_init=4))
 
 
+@pytest.mark.slow
 def test_corrupt_record_stops_cleanly(tmp_path):
     data_dir = tmp_path / 'data'
     [path] = write_shards(images(64, 8), np.zeros(64), str(data_dir), 'train')

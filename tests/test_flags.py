@@ -4,37 +4,65 @@ import pytest
 
 from emerging.flags import build_parser, derive
 
-# `mpiexec -n N python train.py ...` lines in the form the original README published them
-# (the CIFAR-10 one verbatim); N is the process count the line was published with.
+# Every `mpiexec -n 4 python train.py ...` line of the original README, verbatim
+# (the smaller CIFAR-10 architectures with depth 8 and 4 for its "?").
 PUBLISHED = [
-    (4, 'python train.py --problem cifar10 --image_size 32 --n_level 3 --depth 32 --flow_permutation 3 '
-        '--flow_coupling 1 --seed 2 --learnprior --lr 0.001 --n_bits_x 8 --epochs 4001'),
-    (4, 'python train.py --problem cifar10 --image_size 32 --n_level 3 --depth 32 --flow_permutation 2 '
-        '--flow_coupling 1 --seed 2 --learnprior --lr 0.001 --n_bits_x 8 --epochs 4001'),
-    (8, 'python train.py --problem imagenet-oord --image_size 32 --n_level 3 --depth 48 --flow_permutation 3 '
-        '--flow_coupling 1 --seed 3 --learnprior --lr 0.001 --n_bits_x 8 --epochs 4001'),
-    (8, 'python train.py --problem imagenet-oord --image_size 64 --n_level 4 --depth 48 --flow_permutation 3 '
-        '--flow_coupling 1 --seed 4 --learnprior --lr 0.001 --n_bits_x 8 --epochs 4001'),
-    (1, 'python train.py --problem space --image_size 64 --n_level 4 --depth 8 --flow_permutation 5 '
-        '--flow_coupling 1 --seed 1 --learnprior --lr 0.001 --n_bits_x 8 --epochs 4001'),
+    # galaxy images: periodic (the README passes 5; see the README of this port), emerging, Glow
+    'python train.py --problem space --image_size 32 --n_level 2 --depth 8 --flow_permutation 5 --flow_coupling 1 '
+    '--seed 2 --lr 0.001 --n_bits_x 8 --epochs 6001',
+    'python train.py --problem space --image_size 32 --n_level 2 --depth 8 --flow_permutation 3 --flow_coupling 1 '
+    '--seed 2 --lr 0.001 --n_bits_x 8 --epochs 6001',
+    'python train.py --problem space --image_size 32 --n_level 2 --depth 8 --flow_permutation 2 --flow_coupling 1 '
+    '--seed 2 --lr 0.001 --n_bits_x 8 --epochs 6001',
+    # CIFAR-10: emerging, Glow; then the smaller architectures
+    'python train.py --problem cifar10 --image_size 32 --n_level 3 --depth 32 --flow_permutation 3 --flow_coupling 1 '
+    '--seed 2 --learnprior --lr 0.001 --n_bits_x 8 --epochs 4001',
+    'python train.py --problem cifar10 --image_size 32 --n_level 3 --depth 32 --flow_permutation 2 --flow_coupling 1 '
+    '--seed 2 --learnprior --lr 0.001 --n_bits_x 8 --epochs 4001',
+    *[f'python train.py --problem cifar10 --image_size 32 --n_level 3 --depth {depth} --flow_permutation {perm} '
+      f'--flow_coupling 1 --seed 2 --learnprior --lr 0.001 --n_bits_x 8 --epochs 4001'
+      for depth in (8, 4) for perm in (3, 2)],
+    # ImageNet 32x32 and 64x64: emerging, Glow
+    'python train.py --problem imagenet-oord --image_size 32 --n_level 3 --depth 48 --flow_permutation 3 '
+    '--flow_coupling 1 --seed 0 --learnprior --lr 0.001 --n_bits_x 8',
+    'python train.py --problem imagenet-oord --image_size 32 --n_level 3 --depth 48 --flow_permutation 2 '
+    '--flow_coupling 1 --seed 0 --learnprior --lr 0.001 --n_bits_x 8',
+    'python train.py --problem imagenet-oord --image_size 64 --n_level 4 --depth 48 --flow_permutation 3 '
+    '--flow_coupling 1 --seed 0 --learnprior --lr 0.001 --n_bits_x 8',
+    'python train.py --problem imagenet-oord --image_size 64 --n_level 4 --depth 48 --flow_permutation 2 '
+    '--flow_coupling 1 --seed 0 --learnprior --lr 0.001 --n_bits_x 8',
+    # 1x1 convolutions: QR, PLU, plain
+    'python train.py --problem cifar10 --image_size 32 --n_level 3 --depth 8 --flow_permutation 2 --flow_coupling 1 '
+    '--seed 2 --learnprior --lr 0.001 --n_bits_x 8 --epochs 3501 --decomposition QR',
+    'python train.py --problem cifar10 --image_size 32 --n_level 3 --depth 8 --flow_permutation 2 --flow_coupling 1 '
+    '--seed 2 --learnprior --lr 0.001 --n_bits_x 8 --epochs 3501 --decomposition PLU',
+    'python train.py --problem cifar10 --image_size 32 --n_level 3 --depth 8 --flow_permutation 2 --flow_coupling 1 '
+    '--seed 2 --learnprior --lr 0.001 --n_bits_x 8 --epochs 3501',
 ]
+PROCESSES = 4
 
 
-@pytest.mark.parametrize('processes, line', PUBLISHED)
-def test_published_command_lines_parse(processes, line):
+def flag(argv, name, default=None):
+    return argv[argv.index(name) + 1] if name in argv else default
+
+
+@pytest.mark.parametrize('line', PUBLISHED)
+def test_published_command_lines_parse(line):
     argv = shlex.split(line)[2:]
     args = build_parser().parse_args(argv)
-    run = derive(args, rank=0, size=processes)
-    assert run.model.n_levels == int(argv[argv.index('--n_level') + 1])
-    assert run.model.depth == int(argv[argv.index('--depth') + 1])
-    assert run.model.flow_permutation == int(argv[argv.index('--flow_permutation') + 1])
-    assert run.model.flow_coupling == 1 and run.model.learnprior
-    assert run.model.seed == processes * int(argv[argv.index('--seed') + 1])
-    assert run.train.epochs == 4001 and run.train.lr == 0.001
+    run = derive(args, rank=0, size=PROCESSES)
+    assert run.model.image_shape[0] == int(flag(argv, '--image_size'))
+    assert run.model.n_levels == int(flag(argv, '--n_level'))
+    assert run.model.depth == int(flag(argv, '--depth'))
+    assert run.model.flow_permutation == int(flag(argv, '--flow_permutation'))
+    assert run.model.decomposition == flag(argv, '--decomposition', '')
+    assert run.model.flow_coupling == 1 and run.model.learnprior == ('--learnprior' in argv)
+    assert run.model.seed == PROCESSES * int(flag(argv, '--seed'))
+    assert run.train.epochs == int(flag(argv, '--epochs', 1000000)) and run.train.lr == 0.001
 
 
 def test_cifar_derived_values_match_the_original():
-    args = build_parser().parse_args(shlex.split(PUBLISHED[0][1])[2:])
+    args = build_parser().parse_args(shlex.split(PUBLISHED[3])[2:])
     run = derive(args, rank=1, size=4)
     assert run.train.local_batch_train == 64 and run.train.local_batch_test == 50
     assert run.train.local_batch_init == 256

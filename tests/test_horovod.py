@@ -6,8 +6,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.helpers import DIGITS, ROOT, TINY, env
+
+pytestmark = pytest.mark.slow  # end-to-end: subprocesses and real training runs
 
 
 def mpiexec_command(n):

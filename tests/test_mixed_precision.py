@@ -53,6 +53,7 @@ def test_model_round_trips_and_stays_close_to_float32(compute_dtype):
     kwargs = dict(image_shape=SHAPE, n_levels=2, depth=2, width=16, flow_permutation=3, flow_coupling=1,
                   learnprior=True)
     model, reference = Glow(ModelConfig(**kwargs, compute_dtype=compute_dtype)), Glow(ModelConfig(**kwargs))
+    tf.random.set_seed(0)  # the init batch's dequantisation noise: the round-trip error depends on the weights
     x = tf.constant(images(32))
     reference.initialize(x)
     model.initialize(x)
@@ -72,8 +73,8 @@ def test_model_round_trips_and_stays_close_to_float32(compute_dtype):
     x_float = model.preprocess(x, noise=False)
     z, log_det = model.bijector().inverse_and_log_det(x_float)
     back, log_det_back = model.bijector().forward_and_log_det(z)
-    # ~1e-4 (bfloat16) / 3e-5 (float16) against ~1e-6 in float32: a z1 rebuilt to float32
-    # rounding can round to the neighbouring low-precision value inside the network
+    # up to ~1e-3 (bfloat16) / ~3e-4 (float16) against ~1e-6 in float32 (maxima over 20 inits):
+    # a z1 rebuilt to float32 rounding can round to the neighbouring low-precision value inside the network
     np.testing.assert_allclose(back.numpy(), x_float.numpy(), atol=1e-3)
     np.testing.assert_allclose(log_det_back.numpy(), -log_det.numpy(), rtol=1e-4, atol=1e-2)
     recon = model.decode(model.encode(x)).numpy().astype(int)  # far below one of the 256 bins
@@ -116,6 +117,7 @@ def test_float16_overflow_skips_the_step_and_halves_the_scale(tmp_path):
     assert not np.array_equal(trainer.model.trainable_variables[0].numpy(), state[0])
 
 
+@pytest.mark.slow
 def test_train_py_float16_saves_and_resumes_the_loss_scale(tmp_path):
     args = [*DIGITS, *TINY, '--flow_coupling', '1', '--compute_dtype', 'float16', '--epochs_full_sample', '2',
             '--logdir', str(tmp_path)]

@@ -257,6 +257,7 @@ def test_refuses_what_does_not_fit(tmp_path):
         import_tf1_checkpoint(model, str(tmp_path / 'missing.ckpt'))
 
 
+@pytest.mark.slow
 def test_script_output_feeds_inference_and_export(tmp_path):
     """import -> train.py --inference -> scripts/export_savedmodel.py, as a user would."""
     flags = [*DIGITS, *TINY, '--flow_permutation', '3', '--flow_coupling', '1', '--learnprior']

@@ -74,6 +74,8 @@ def test_inference_round_trips(digits_run):
 SAVEDMODEL_CHECK = r'''
 import json, sys
 import numpy as np, tensorflow as tf
+
+pytestmark = pytest.mark.slow  # end-to-end: subprocesses and real training runs
 assert 'emerging' not in sys.modules
 loaded = tf.saved_model.load(sys.argv[1])
 x = tf.constant(np.load(sys.argv[2]))

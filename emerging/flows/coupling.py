@@ -19,8 +19,10 @@ back to float32, so shift, scale, the coupling's arithmetic and the log-det
 are float32.  The coupling stays invertible: the inverse evaluates f on the
 same z1 and gets the same h.  In a deep model the z1 rebuilt by the inverse
 differs from the original by float32 rounding and can round to a neighbouring
-bfloat16 / float16 value inside f, so round trips of the whole model are good
-to ~1e-4 / ~3e-5 (~1e-6 in float32), far below one of the 256 pixel bins.
+bfloat16 / float16 value inside f, so round trips of a whole (small, test)
+model are good to ~1e-3 / ~3e-4 at worst (~1e-6 in float32): below one of the
+256 pixel bins (1/256), though a value at a bin's edge can come back in the
+neighbouring bin.
 """
 import numpy as np
 import tensorflow as tf

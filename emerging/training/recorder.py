@@ -15,7 +15,8 @@ Only the chief process (rank 0) records anything; a `Recorder` built with
   temporary file), so a log never holds an epoch twice.
 * epoch_{e}_sample_{k}.png: one grid of samples for each of the eight
   temperatures 0, .25, .5, .6, .7, .8, .9, 1 (k = 0..7); sample i has label
-  i mod n_y; 10x10 samples, 4x4 above 64 px.
+  (i mod columns) mod n_y, one class per column, as the original; 10x10
+  samples, 4x4 above 64 px.
 * tensorboard/: scalars train/<stat>, train/lr, train/ips, test/<stat> per
   epoch and the sample grids as images.
 
@@ -139,7 +140,7 @@ class Recorder:
         if not self.chief:
             return []
         side = 10 if image_size <= 64 else 4
-        y = tf.constant(np.arange(side * side) % n_y, tf.int32)
+        y = tf.constant(np.arange(side * side) % side % n_y, tf.int32)  # one class per column
         paths = []
         for k, temperature in enumerate(TEMPERATURES):
             grid = image_grid(np.asarray(sample(y, tf.fill([side * side], float(temperature)))), side)
