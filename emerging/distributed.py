@@ -15,7 +15,7 @@ except Exception as error:  # ImportError, or a Horovod built against another Te
 
 
 class Distributed:
-    def __init__(self, use_horovod=True):
+    def __init__(self, use_horovod: bool = True):
         self.hvd = hvd if use_horovod else None
         if self.hvd is not None:
             self.hvd.init()

@@ -4,7 +4,7 @@ input pipeline, measured side by side in one run (ratios, not absolute times).
     python scripts/bench_train.py [--batch 16] [--depth 8] [--width 128] [--repeats 7] [--steps 5]
                                   [--no_memory] [--no_pipeline]
 
-Architecture of every model (issue 6): 32x32x3 images, L=3 levels, K steps,
+Architecture of every model: 32x32x3 images, L=3 levels, K steps,
 affine coupling, learned prior, `width` hidden channels.  Candidates:
 
 * tfb.Glow: TFP's own Glow bijector with the same levels, steps, width and

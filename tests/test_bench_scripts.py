@@ -4,6 +4,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import ROOT, env
 
 pytestmark = pytest.mark.slow  # end-to-end: subprocesses and real training runs

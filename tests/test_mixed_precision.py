@@ -85,6 +85,7 @@ def test_model_round_trips_and_stays_close_to_float32(compute_dtype):
     np.testing.assert_allclose(bits, bits_ref, atol=0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('compute_dtype', ['bfloat16', 'float16'])
 def test_train_steps_update_the_float32_weights_as_float32_does(tmp_path, compute_dtype):
     x, y = tf.constant(images(16, seed=2)), tf.zeros([16], tf.int32)

@@ -13,6 +13,8 @@ import tensorflow as tf
 from data_utils.tfrecords import write_shards
 from tests.helpers import DIGITS, ROOT, TINY, env, train
 
+pytestmark = pytest.mark.slow  # end-to-end: subprocesses and real training runs
+
 TRAIN_KEYS = ['epoch', 'n_processed', 'n_images', 'train_time', 'loss', 'bits_x', 'bits_y', 'pred_loss']
 TEST_KEYS = ['epoch', 'n_processed', 'n_images', 'loss', 'bits_x', 'bits_y', 'pred_loss']
 
@@ -74,8 +76,6 @@ def test_inference_round_trips(digits_run):
 SAVEDMODEL_CHECK = r'''
 import json, sys
 import numpy as np, tensorflow as tf
-
-pytestmark = pytest.mark.slow  # end-to-end: subprocesses and real training runs
 assert 'emerging' not in sys.modules
 loaded = tf.saved_model.load(sys.argv[1])
 x = tf.constant(np.load(sys.argv[2]))
