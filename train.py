@@ -24,6 +24,7 @@ def run(argv=None):
     from emerging.distributed import Distributed
     from emerging.export import export_savedmodel
     from emerging.model import Glow
+    from emerging.run import write_config
     from emerging.training import BEST_CHECKPOINT, Trainer, TrainingDiverged
 
     dist = Distributed()
@@ -60,6 +61,8 @@ def run(argv=None):
         return corrupt_data(error)
     if chief:
         os.makedirs(args.logdir, exist_ok=True)
+        if not args.inference:
+            write_config(args.logdir, run.model, run.train, run.data, run.hparams)
         counts = model.parameter_counts()
         print('parameters: ' + ', '.join(f'{k} {v:,}' for k, v in counts.items()), flush=True)
     trainer = Trainer(model, run.train, data, dist, args.logdir, run.hparams, verbose=args.verbose,
@@ -71,7 +74,8 @@ def run(argv=None):
             print(f'inference: wrote x.npy, z.npy, recon.npy to {args.logdir}', flush=True)
         return 0, trainer
     if args.restore_path:
-        trainer.restore(args.restore_path)
+        # fine-tuning: the weights and optimiser state, no data-dependent init, fresh counters
+        trainer.restore(args.restore_path, counters=False)
     try:
         trainer.train(resume=args.resume)
     except TrainingDiverged as error:

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from data_utils.augment import augment
-from data_utils.tfrecords import check_first_record, find_shards, read_shards
+from data_utils.tfrecords import check_first_record, find_shards, parse_record, read_shards
 
 TFRECORD_PROBLEMS = ('imagenet-oord', 'imagenet', 'celeba', 'lsun', 'lsun_realnvp')
 PROBLEMS = ('digits', 'mnist', 'cifar10', 'space') + TFRECORD_PROBLEMS
@@ -208,3 +208,35 @@ def get_data(config: DataConfig) -> Data:
                 init_batch=(init_images.numpy(), init_labels.numpy()),
                 image_shape=(config.image_size, config.image_size, config.channels),
                 n_y=N_Y.get(problem, 1))
+
+
+def ordered_split(config: DataConfig, split: str, limit=None, batch=100):
+    """The images of `split` ('train' or 'test') in their stored order, all processes' shares,
+    without shuffling or augmentation, at `config.image_size`: an iterator of (uint8 images,
+    int32 labels) numpy batches, the first `limit` examples (all when None).  For the
+    TFRecord problems the order is that of the shard files (train / validation), then
+    of the records in each; random crops (lsun_realnvp) are central crops."""
+    if split not in ('train', 'test'):
+        raise ValueError(f'split must be train or test, got {split!r}')
+    whole = dataclasses.replace(config, rank=0, size=1)
+    if config.problem in TFRECORD_PROBLEMS:
+        data_dir = os.path.join(config.data_dir, config.category) if config.category else config.data_dir
+        files = find_shards(data_dir, 'train' if split == 'train' else 'validation', config.image_size)
+        crop = 'centre' if config.problem == 'lsun_realnvp' else None
+        dataset = tf.data.TFRecordDataset(files).map(
+            lambda record: parse_record(record, config.image_size, config.channels, crop))
+        if limit is not None:
+            dataset = dataset.take(limit)
+        for x, y in dataset.batch(batch):
+            yield x.numpy(), y.numpy()
+        return
+    if config.problem == 'digits':
+        arrays = _load_digits()
+    elif config.problem == 'space':
+        arrays = _load_space(config.data_dir)
+    else:
+        arrays = _load_tfds(config.problem, config.data_dir, whole.rank, whole.size)
+    x, y = arrays[0] if split == 'train' else arrays[1]
+    x, y = _resize(x[:limit], config.image_size), y[:limit]
+    for start in range(0, len(x), batch):
+        yield x[start:start + batch], y[start:start + batch]

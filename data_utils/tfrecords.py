@@ -112,17 +112,22 @@ def read_shards(files, image_size, channels, batch, rank, size, train, random_cr
                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=not train)
     if train:
         dataset = dataset.shuffle(4 * batch, seed=seed)
+    return dataset.map(lambda record: parse_record(record, image_size, channels, 'random' if random_crop else None),
+                       num_parallel_calls=n_parallel_calls)
 
-    def parse(record):
-        example = tf.io.parse_single_example(record, FEATURES)
-        image = tf.reshape(tf.io.decode_raw(example['data'], tf.uint8), example['shape'])
-        if random_crop:
-            image = tf.image.random_crop(image, [image_size, image_size, channels])
-        image = tf.ensure_shape(tf.reshape(image, [image_size, image_size, channels]),
-                                [image_size, image_size, channels])
-        return image, tf.cast(example['label'][0], tf.int32)
 
-    return dataset.map(parse, num_parallel_calls=n_parallel_calls)
+def parse_record(record, image_size, channels, crop=None):
+    """One serialised example -> (uint8 [S, S, C] image, int32 label); `crop` ('random' or
+    'centre') cuts S x S out of a larger stored image."""
+    example = tf.io.parse_single_example(record, FEATURES)
+    image = tf.reshape(tf.io.decode_raw(example['data'], tf.uint8), example['shape'])
+    if crop == 'random':
+        image = tf.image.random_crop(image, [image_size, image_size, channels])
+    elif crop == 'centre':
+        image = tf.image.resize_with_crop_or_pad(image, image_size, image_size)
+    image = tf.ensure_shape(tf.reshape(image, [image_size, image_size, channels]),
+                            [image_size, image_size, channels])
+    return image, tf.cast(example['label'][0], tf.int32)
 
 
 def find_corrupt_shards(data_dir, resolution):

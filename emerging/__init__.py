@@ -21,6 +21,8 @@ _PUBLIC = {
     'TrainingDiverged': 'emerging.training',
     'CheckpointState': 'emerging.training',
     'Recorder': 'emerging.training',
+    'load_run': 'emerging.run',
+    'Run': 'emerging.run',
     'export_savedmodel': 'emerging.export',
     'import_tf1_checkpoint': 'emerging.tf1_import',
 }

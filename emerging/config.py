@@ -47,6 +47,27 @@ class ModelConfig:
         object.__setattr__(self, 'image_shape', tuple(int(d) for d in self.image_shape))
         self.validate()
 
+    @classmethod
+    def from_hparams(cls, hparams: dict) -> 'ModelConfig':
+        """The model of a run from the hyperparameter line of its train.txt (this port's, or the
+        original's: both hold the derived image_size, channels and n_y; keys the original lacks
+        take their defaults).  The seed is rank 0's."""
+        missing = [key for key in ('image_size', 'n_levels', 'depth', 'width', 'flow_permutation') if key not in hparams]
+        if missing:
+            raise ValueError(f'the hyperparameters lack {", ".join(missing)}: not a training run\'s train.txt')
+        channels = hparams.get('channels', 3)
+        size = int(hparams['image_size'])
+        processes = int(hparams.get('n_processes', 1))
+        return cls(
+            image_shape=(size, size, 3 if channels in (-1, None) else int(channels)),
+            n_levels=int(hparams['n_levels']), depth=int(hparams['depth']), width=int(hparams['width']),
+            flow_permutation=int(hparams['flow_permutation']), flow_coupling=int(hparams.get('flow_coupling', 0)),
+            decomposition=hparams.get('decomposition', ''), learnprior=bool(hparams.get('learnprior', False)),
+            ycond=bool(hparams.get('ycond', False)), n_y=int(hparams.get('n_y', 1)),
+            weight_y=float(hparams.get('weight_y', 0.)), n_bits_x=int(hparams.get('n_bits_x', 8)),
+            gradient_checkpointing=bool(hparams.get('gradient_checkpointing', 0)),
+            compute_dtype=hparams.get('compute_dtype', 'float32'), seed=processes * int(hparams.get('seed', 0)))
+
     @property
     def n_bins(self):
         return 2 ** self.n_bits_x

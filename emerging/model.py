@@ -185,9 +185,13 @@ class Glow(tf_keras.Model):
         return self.losses_per_example(x, y)['loss']
 
     # ---- encode / decode / sample -----------------------------------------------
-    def encode(self, x: tf.Tensor, y: Optional[tf.Tensor] = None) -> tf.Tensor:
-        """uint8 images -> latents z [N, H, W, C] (with dequantisation noise, as the original)."""
-        return self.bijector(y).inverse_and_log_det(self.preprocess(x))[0]
+    def encode(self, x: tf.Tensor, y: Optional[tf.Tensor] = None, noise: bool = True) -> tf.Tensor:
+        """uint8 images -> latents z [N, H, W, C]: with dequantisation noise, as the original,
+        or (noise=False) deterministically, from the centre of each sub-pixel's bin."""
+        x_float = self.preprocess(x, noise=noise)
+        if not noise:
+            x_float += 0.5 / self.config.n_bins
+        return self.bijector(y).inverse_and_log_det(x_float)[0]
 
     def decode(self, z: tf.Tensor, y: Optional[tf.Tensor] = None) -> tf.Tensor:
         """latents z [N, H, W, C] -> uint8 images."""

@@ -23,6 +23,15 @@ def train(args, timeout=600, check=True):
     return result
 
 
+def emerging_cli(args, timeout=600, check=True):
+    """`python -m emerging ARGS` in a subprocess, as a user runs the command line."""
+    result = subprocess.run([sys.executable, '-m', 'emerging', *args], cwd=ROOT, env=env(), capture_output=True,
+                            text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f'emerging {args[0]} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}')
+    return result
+
+
 class StubDistributed:
     """Stands in for emerging.distributed.Distributed as process `rank` of `size`, without Horovod."""
 

@@ -40,6 +40,7 @@ def test_round_trip_and_fresh_bits_per_dim(perm):
     np.testing.assert_allclose(log_det_back.numpy(), -log_det.numpy(), rtol=1e-4, atol=1e-3)
     recon = model.decode(model.encode(x)).numpy().astype(int)
     assert np.abs(recon - x.numpy()).max() <= 1 and np.mean(recon == x.numpy()) > 0.99
+    np.testing.assert_array_equal(model.decode(model.encode(x, noise=False)).numpy(), x.numpy())  # bin centres
 
 
 def test_initialize_is_one_pass_over_the_layers_in_order():

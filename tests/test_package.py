@@ -30,3 +30,21 @@ def test_license_and_citation_ship_with_the_version():
     assert f'version: {emerging.__version__}' in citation and 'Emerging Convolutions' in citation
     with open(os.path.join(ROOT, 'LICENSE')) as f:
         assert f.readline().strip() == 'MIT License'
+
+
+def test_command_line_entry_points():
+    """`python -m emerging` and the installed console script `emerging`, every subcommand with --help."""
+    from emerging.cli import SUBCOMMANDS
+    result = subprocess.run([sys.executable, '-m', 'emerging', '--help'], cwd=ROOT, env=env(), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0 and all(name in result.stdout for name in SUBCOMMANDS), result.stderr
+    for name in SUBCOMMANDS:
+        result = subprocess.run([sys.executable, '-m', 'emerging', name, '--help'], cwd=ROOT, env=env(),
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0 and f'usage: emerging {name}' in result.stdout, result.stderr
+    script = os.path.join(os.path.dirname(sys.executable), 'emerging')
+    result = subprocess.run([script, '--version'], env=env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == f'emerging {emerging.__version__}', result.stderr
+    wrong = subprocess.run([sys.executable, '-m', 'emerging', 'sample', '--logdir', ROOT, '--out', 'x.gif'],
+                           cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 2 and '--out' in wrong.stderr

@@ -67,9 +67,10 @@ class Trainer:
             self.model.initialize(tf.constant(x), tf.constant(y))
         self.state.broadcast()
 
-    def restore(self, path):
-        """Weights (and optimiser state when present) from a checkpoint prefix, on every process."""
-        self.state.restore(path)
+    def restore(self, path, counters=True):
+        """Weights (and optimiser state when present) from a checkpoint prefix, on every process;
+        `counters=False` starts the epochs, counts and best loss afresh (fine-tuning)."""
+        self.state.restore(path, counters)
 
     def learning_rate(self):
         warmup = self.config.n_train * self.config.epochs_warmup

@@ -60,6 +60,9 @@ class CheckpointState:
             model=model, optimizer=optimizer, epoch=self.epoch, n_processed=self.n_processed,
             n_images=self.n_images, train_time=self.train_time, test_loss_best=self.test_loss_best,
             **({'loss_scale': loss_scale} if loss_scale is not None else {}))
+        # what a run started from another run's checkpoint takes over (--restore_path): not its counters
+        self.weights = tf.train.Checkpoint(model=model, optimizer=optimizer,
+                                           **({'loss_scale': loss_scale} if loss_scale is not None else {}))
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(logdir, 'checkpoints'),
                                                   max_to_keep=2)
         self.inputs = tf.train.Checkpoint(**iterators)
@@ -91,10 +94,11 @@ class CheckpointState:
             self.optimizer.swap_polyak()
 
     # ---- reading ----------------------------------------------------------------------
-    def restore(self, path):
-        """Weights (and optimiser state and counters when present) from a checkpoint prefix."""
+    def restore(self, path, counters=True):
+        """Weights and optimiser state from a checkpoint prefix (what it holds of them), and with
+        `counters` also its epoch, image counts, train time and best test loss."""
         check_readable(path)
-        self.checkpoint.read(path).expect_partial()
+        (self.checkpoint if counters else self.weights).read(path).expect_partial()
         self.broadcast()
 
     def resume(self):

@@ -1,0 +1,119 @@
+"""What the subcommands share: choosing a run and its weights, its data, images in and out."""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from emerging.cli import UsageError
+from emerging.run import WEIGHTS, load_run, pretrained_run
+
+# train.py's data flags that the subcommands accept (None: the run's own value)
+DATA_FLAGS = ('problem', 'data_dir', 'category', 'n_test', 'fmap', 'pmap', 'n_batch_train', 'anchor_size')
+
+
+def add_run_arguments(parser):
+    """--logdir RUN | --pretrained NAME, --weights, --checkpoint."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--logdir', help='a training run folder (train.py --logdir)')
+    source.add_argument('--pretrained', metavar='NAME', help='a model shipped with the package: digits')
+    parser.add_argument('--weights', choices=WEIGHTS, default='best',
+                        help='best validation checkpoint, latest epoch, or the latest Polyak averages (default best)')
+    parser.add_argument('--checkpoint', default=None, metavar='PREFIX',
+                        help="read this checkpoint prefix instead of the run's own")
+
+
+def add_data_arguments(parser):
+    """train.py's data flags; each defaults to the run's own value."""
+    group = parser.add_argument_group('data (default: as the run was trained)')
+    group.add_argument('--problem')
+    group.add_argument('--data_dir')
+    group.add_argument('--category')
+    group.add_argument('--n_test', type=int)
+    group.add_argument('--fmap', type=int)
+    group.add_argument('--pmap', type=int)
+    group.add_argument('--n_batch_train', type=int, help='sets the test batch as in train.py')
+    group.add_argument('--anchor_size', type=int)
+
+
+def run_folder(args):
+    """The run folder the arguments name (a pretrained model's folder for --pretrained)."""
+    return pretrained_run(args.pretrained) if args.pretrained else args.logdir
+
+
+def load(args):
+    """The `emerging.run.Run` the arguments name, with its weights."""
+    return load_run(run_folder(args), args.weights, args.checkpoint)
+
+
+def derived(run, args, rank=0, size=1):
+    """train.py's derived configuration (a `emerging.flags.RunConfig`) for the run's hyperparameters
+    with the data flags given on this command line."""
+    from emerging.flags import build_parser, derive
+    flags = vars(build_parser().parse_args([]))
+    flags.update({k: v for k, v in run.hparams.items() if k in flags})
+    flags.update({k: getattr(args, k) for k in DATA_FLAGS if getattr(args, k, None) is not None})
+    return derive(argparse.Namespace(**flags), rank=rank, size=size)
+
+
+def test_images(run, args, indices):
+    """Test-set images (uint8 [len(indices), H, W, C]) and labels at `indices`, in stored order."""
+    from data_utils.data import ordered_split
+    indices = [int(i) for i in indices]
+    if min(indices) < 0:
+        raise UsageError(f'--test_index must be non-negative, got {indices}')
+    config = derived(run, args).data
+    wanted = max(indices) + 1
+    images, labels = [], []
+    for x, y in ordered_split(config, 'test', limit=wanted):
+        images.append(x)
+        labels.append(y)
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    if len(images) < wanted:
+        raise UsageError(f'--test_index {max(indices)} is out of range: the {config.problem} test set has '
+                         f'{len(images)} images')
+    return images[indices], labels[indices]
+
+
+def parse_floats(text, flag):
+    """'0,0.5,1' -> [0.0, 0.5, 1.0]; anything else is an error naming `flag`."""
+    try:
+        values = [float(part) for part in text.split(',') if part.strip()]
+    except ValueError:
+        raise UsageError(f'{flag} must be comma-separated numbers, got {text!r}') from None
+    if not values or not all(np.isfinite(values)):
+        raise UsageError(f'{flag} must be comma-separated finite numbers, got {text!r}')
+    return values
+
+
+def read_image(path, image_shape):
+    """A PNG / JPEG file as uint8 [H, W, C]; its size and channels must be the model's."""
+    from PIL import Image
+    if not os.path.isfile(path):
+        raise UsageError(f'image file not found: {path}')
+    try:
+        image = np.asarray(Image.open(path))
+    except Exception as error:
+        raise UsageError(f'cannot read image {path}: {error}') from None
+    if image.ndim == 2:
+        image = image[..., None]
+    height, width, channels = image_shape
+    if image.shape != (height, width, channels):
+        raise UsageError(f'{path} is {image.shape[0]}x{image.shape[1]}x{image.shape[2]}, but the model takes '
+                         f'{height}x{width}x{channels} images')
+    return image.astype(np.uint8)
+
+
+def check_output(path, extensions):
+    """--out must end with one of `extensions` and its folder must exist (created when missing)."""
+    if not path.lower().endswith(extensions):
+        raise UsageError(f'--out {path!r} must end with {" or ".join(extensions)}')
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    return path
+
+
+def progress(iterable, total=None, desc=None):
+    """A progress bar on stderr."""
+    from tqdm import tqdm
+    return tqdm(iterable, total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)

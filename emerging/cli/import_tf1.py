@@ -1,0 +1,56 @@
+"""`emerging import-tf1`: a checkpoint of the original TF1 code as a run folder of this port.
+
+Takes train.py's flags exactly as the original run was started (the
+architecture flags must match; the others are recorded) and writes
+{logdir}/model_best_loss.ckpt and {logdir}/train.txt (the hyperparameter line),
+so that `emerging evaluate | sample | ... --logdir LOGDIR`, `train.py ...
+--inference --logdir LOGDIR`, `train.py ... --restore_path
+LOGDIR/model_best_loss.ckpt` (fine-tuning) and `emerging export` work on it.
+Every `model/` variable of the checkpoint must map onto the model and every
+model weight must be in the checkpoint with the same shape; otherwise nothing
+is written and every problem is listed.
+"""
+import json
+import os
+
+from emerging.cli import UsageError
+
+
+def add_parser(subparsers):
+    from emerging.flags import build_parser
+    parser = subparsers.add_parser('import-tf1', parents=[build_parser()], add_help=False, conflict_handler='resolve',
+                                   help='import a checkpoint of the original TF1 code',
+                                   description=__doc__.splitlines()[0])
+    parser.add_argument('--tf1_checkpoint', required=True, help='checkpoint prefix written by the original code')
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    import tensorflow as tf
+
+    from emerging.flags import derive
+    from emerging.model import Glow
+    from emerging.tf1_import import import_tf1_checkpoint
+    from emerging.training.state import BEST_CHECKPOINT, write_checkpoint_atomically
+
+    prefix = os.path.join(args.logdir, BEST_CHECKPOINT)
+    log = os.path.join(args.logdir, 'train.txt')
+    for path in (prefix + '.index', log):
+        if os.path.exists(path):
+            raise UsageError(f'{path} exists: --logdir must be a new folder (nothing is overwritten)')
+    flags = {k: v for k, v in vars(args).items() if k not in ('tf1_checkpoint', 'run', 'command')}
+    run_config = derive(type(args)(**flags))
+    model = Glow(run_config.model)
+    report = import_tf1_checkpoint(model, args.tf1_checkpoint)
+    os.makedirs(args.logdir, exist_ok=True)
+    write_checkpoint_atomically(tf.train.Checkpoint(model=model), prefix)
+    hparams = dict(run_config.hparams, imported_from=os.path.abspath(args.tf1_checkpoint))
+    for key in ('tf1_checkpoint', 'run', 'command'):
+        hparams.pop(key, None)
+    with open(log + '.tmp', 'w') as f:
+        f.write(json.dumps(hparams) + '\n')
+    os.replace(log + '.tmp', log)
+    print(f'imported {len(report["imported"])} variables from {args.tf1_checkpoint} '
+          f'(skipped {len(report["skipped"])} that are not weights: Polyak averages, optimiser state)')
+    print(f'wrote {prefix} and {log}')
+    return 0

@@ -1,0 +1,90 @@
+"""`emerging sample`: samples of a run at several temperatures, as PNG grids or one NPY array.
+
+Temperature t draws the latent z ~ N(0, t^2) (t = 0: the mode of the prior,
+the same image for every sample of a class).  A .png --out gets one grid per
+temperature, ceil(sqrt(n)) columns, filled row by row: FILE.png for one
+temperature, FILE_t<t>.png (e.g. samples_t0.7.png) for each of several.  A
+.npy --out gets one uint8 array [temperatures, n, H, W, C].  A
+class-conditional model draws every sample of class --label, or one class per grid
+column (sample i of class (i mod columns) mod n_y, as the training's grids).
+"""
+import math
+import os
+
+import numpy as np
+
+from emerging.cli import UsageError, common
+from emerging.run import read_config
+
+TEMPERATURES = '0,0.25,0.5,0.6,0.7,0.8,0.9,1'  # the training's sample grids
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser('sample', help='sample grids (PNG) or raw samples (NPY) at several temperatures',
+                                   description=__doc__.splitlines()[0])
+    common.add_run_arguments(parser)
+    parser.add_argument('--n', type=int, default=100, help='samples per temperature (default 100)')
+    parser.add_argument('--temperatures', default=TEMPERATURES, metavar='T1,T2,...',
+                        help=f'standard deviations of the latent, comma-separated (default {TEMPERATURES})')
+    parser.add_argument('--label', type=int, metavar='Y',
+                        help='class of every sample (class-conditional models only; default: one class per grid '
+                             'column)')
+    parser.add_argument('--seed', type=int, help='the same seed gives the same samples (default: fresh ones)')
+    parser.add_argument('--out', required=True, metavar='FILE.png|FILE.npy',
+                        help='PNG grids (FILE_t<temperature>.png for several temperatures) or one NPY array')
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    import tensorflow as tf
+
+    from emerging.training.recorder import image_grid, save_png
+
+    temperatures = common.parse_floats(args.temperatures, '--temperatures')
+    if min(temperatures) < 0:
+        raise UsageError(f'--temperatures must not be negative, got {args.temperatures!r}')
+    if args.n < 1:
+        raise UsageError(f'--n must be at least 1, got {args.n}')
+    common.check_output(args.out, ('.png', '.npy'))
+    config, _ = read_config(common.run_folder(args))
+    labels = class_labels(args.label, args.n, config)
+    model = common.load(args).model
+
+    if args.seed is not None:
+        tf.random.set_seed(args.seed)
+    sample = tf.function(lambda y, t: model.sample(y, t, seed=args.seed),
+                         input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32)])
+    chunk = 100 if config.image_shape[0] <= 64 else 16  # as the training's sample grids: fits where training fits
+    chunks = [labels[i:i + chunk] for i in range(0, args.n, chunk)]
+    samples = np.stack([np.concatenate([sample(y, tf.fill([len(y)], t)).numpy() for y in chunks])
+                        for t in common.progress(temperatures, desc='temperatures')])
+
+    if args.out.lower().endswith('.npy'):
+        with open(args.out, 'wb') as f:  # np.save(path) would add .npy to FILE.NPY
+            np.save(f, samples)
+        print(f'wrote {args.out}: uint8 {list(samples.shape)} (temperatures {", ".join(map(name, temperatures))})')
+        return 0
+    columns = math.ceil(math.sqrt(args.n))
+    stem, extension = os.path.splitext(args.out)
+    for t, images in zip(temperatures, samples):
+        path = args.out if len(temperatures) == 1 else f'{stem}_t{name(t)}{extension}'
+        save_png(image_grid(images, columns), path)
+        print(f'temperature {name(t)}: wrote {path}')
+    return 0
+
+
+def class_labels(label, n, config):
+    """int32 [n]: every sample's class (zeros for a model that is not class-conditional)."""
+    if label is not None:
+        if not config.ycond:
+            raise UsageError('--label is for class-conditional models; this model is not (trained without --ycond)')
+        if not 0 <= label < config.n_y:
+            raise UsageError(f'--label must be a class 0 .. {config.n_y - 1}, got {label}')
+        return np.full(n, label, np.int32)
+    # one class per grid column, as the training's sample grids
+    return (np.arange(n) % math.ceil(math.sqrt(n)) % config.n_y).astype(np.int32) if config.ycond else np.zeros(n, np.int32)
+
+
+def name(temperature):
+    """The shortest decimal that reads back as `temperature`: 0.7, 1, 0.25."""
+    return np.format_float_positional(temperature, trim='-')
