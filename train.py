@@ -26,6 +26,7 @@ def run(argv=None):
     from emerging.model import Glow
     from emerging.run import write_config
     from emerging.training import BEST_CHECKPOINT, Trainer, TrainingDiverged
+    from emerging.training.state import check_readable
 
     dist = Distributed()
     chief = dist.is_chief
@@ -45,11 +46,7 @@ def run(argv=None):
     try:
         run = derive(args, dist.rank, dist.size)
         if args.restore_path or args.inference:
-            path = args.restore_path or os.path.join(args.logdir, BEST_CHECKPOINT)
-            try:
-                tf.train.load_checkpoint(path)
-            except Exception as error:
-                raise ValueError(f'cannot read checkpoint {path!r}: {str(error).splitlines()[0]}') from None
+            check_readable(args.restore_path or os.path.join(args.logdir, BEST_CHECKPOINT))
         if chief:
             print(dist.note, flush=True)
         tf.random.set_seed(run.model.seed)

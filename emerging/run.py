@@ -25,7 +25,7 @@ from typing import Optional
 
 import emerging
 from emerging.config import ModelConfig
-from emerging.training.state import BEST_CHECKPOINT
+from emerging.training.state import BEST_CHECKPOINT, check_readable
 
 WEIGHTS = ('best', 'latest', 'polyak')
 CONFIG_FILE = 'config.json'
@@ -109,11 +109,8 @@ def load_run(logdir: str, weights: str = 'best', checkpoint: Optional[str] = Non
         raise ValueError(f'unknown weights {weights!r}; allowed: {", ".join(WEIGHTS)}')
     model_config, hparams = read_config(logdir)
     prefix = checkpoint or checkpoint_for(logdir, weights)
-    try:
-        stored = dict(tf.train.list_variables(prefix))
-    except Exception as error:
-        raise ValueError(f'cannot read checkpoint {prefix!r}: {type(error).__name__}: '
-                         f'{str(error).splitlines()[0]}') from None
+    check_readable(prefix)
+    stored = dict(tf.train.list_variables(prefix))
     model = Glow(model_config)
     objects = {'model': model}
     if weights == 'polyak':

@@ -75,6 +75,17 @@ def test_images(run, args, indices):
     return images[indices], labels[indices]
 
 
+def check_label(label, config):
+    """--label: a class 0 .. n_y - 1 of a class-conditional model (None stays None)."""
+    if label is None:
+        return None
+    if not config.ycond:
+        raise UsageError('--label is for class-conditional models; this model is not (trained without --ycond)')
+    if not 0 <= label < config.n_y:
+        raise UsageError(f'--label must be a class 0 .. {config.n_y - 1}, got {label}')
+    return label
+
+
 def parse_floats(text, flag):
     """'0,0.5,1' -> [0.0, 0.5, 1.0]; anything else is an error naming `flag`."""
     try:

@@ -49,10 +49,7 @@ def run(args):
         raise UsageError(f'--steps must be at least 2 (both ends), got {args.steps}')
     common.check_output(args.out, ('.png',))
     config, _ = read_config(common.run_folder(args))
-    if args.label is not None and not config.ycond:
-        raise UsageError('--label is for class-conditional models; this model is not (trained without --ycond)')
-    if args.label is not None and not 0 <= args.label < config.n_y:
-        raise UsageError(f'--label must be a class 0 .. {config.n_y - 1}, got {args.label}')
+    common.check_label(args.label, config)
     if args.images:
         x = np.stack([common.read_image(path, config.image_shape) for path in args.images])
         y = np.zeros(2, np.int32)

@@ -81,7 +81,7 @@ def run(args):
     names = list(dict.fromkeys(source.canonical(a) for a in wanted))
     if args.image is not None:
         x = common.read_image(args.image, loaded.model_config.image_shape)[None]
-        if model.config.ycond and not 0 <= (-1 if args.label is None else args.label) < model.config.n_y:
+        if common.check_label(args.label, model.config) is None and model.config.ycond:
             raise UsageError(f'this model is class-conditional: give the class of --image with --label '
                              f'0 .. {model.config.n_y - 1}')
         y = np.array([args.label or 0], np.int32)

@@ -75,11 +75,7 @@ def run(args):
 
 def class_labels(label, n, config):
     """int32 [n]: every sample's class (zeros for a model that is not class-conditional)."""
-    if label is not None:
-        if not config.ycond:
-            raise UsageError('--label is for class-conditional models; this model is not (trained without --ycond)')
-        if not 0 <= label < config.n_y:
-            raise UsageError(f'--label must be a class 0 .. {config.n_y - 1}, got {label}')
+    if common.check_label(label, config) is not None:
         return np.full(n, label, np.int32)
     # one class per grid column, as the training's sample grids
     return (np.arange(n) % math.ceil(math.sqrt(n)) % config.n_y).astype(np.int32) if config.ycond else np.zeros(n, np.int32)
