@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import emerging
 import emerging.flows
 from tests.helpers import ROOT, env
@@ -32,6 +34,7 @@ def test_license_and_citation_ship_with_the_version():
         assert f.readline().strip() == 'MIT License'
 
 
+@pytest.mark.slow
 def test_command_line_entry_points():
     """`python -m emerging` and the installed console script `emerging`, every subcommand with --help."""
     from emerging.cli import SUBCOMMANDS
