@@ -162,8 +162,10 @@ class Glow(tf_keras.Model):
         return tf.cast(tf.clip_by_value(tf.floor((x + .5) * n_bins) * (256. / n_bins), 0., 255.), tf.uint8)
 
     # ---- the original's objective -------------------------------------------------
-    def losses_per_example(self, x: tf.Tensor, y: Optional[tf.Tensor] = None, noise: bool = True) -> dict:
-        """uint8 images [N, H, W, C] -> dict of per-example loss, bits_x, bits_y, pred_loss."""
+    def losses_per_example(self, x: tf.Tensor, y: Optional[tf.Tensor] = None, noise: bool = True,
+                           training: bool = False) -> dict:
+        """uint8 images [N, H, W, C] -> dict of per-example loss, bits_x, bits_y, pred_loss.
+        `training` (the train step's call) changes nothing here: every log-det of this model is exact."""
         n_dims = self.config.n_dims
         z, log_det = self.bijector(y).inverse_and_log_det(self.preprocess(x, noise=noise))
         objective = -math.log(self.config.n_bins) * n_dims + log_det + standard_normal_log_prob(z)

@@ -31,7 +31,7 @@ def build_steps(model, optimizer, dist, config, loss_scale=None):
 
     def gradients(x, y, scale):
         with tf.GradientTape() as tape:
-            losses = model.losses_per_example(x, y)
+            losses = model.losses_per_example(x, y, training=True)
             loss = tf.reduce_mean(losses['loss'])
             if scale is not None:
                 loss = loss * scale
