@@ -1,4 +1,4 @@
-"""The original's training augmentation, in tf.data.
+"""The original's training augmentation, in tf.data (and the Residual Flows code's flips).
 
 dal 0: none.  dal 1: random shifts up to 10% of width and height, plus
 horizontal flips (cifar10), shifts only (mnist, digits), shifts + horizontal
@@ -60,3 +60,10 @@ def augment(images, problem, dal):
             flip = tf.random.uniform([batch, 1, 1, 1]) < 0.5
             x = tf.where(flip, tf.transpose(x, [0, 2, 1, 3]), x)
     return tf.cast(tf.clip_by_value(tf.round(x), 0., 255.), tf.uint8)
+
+
+def random_horizontal_flips(images):
+    """uint8 [N, H, W, C] -> each image mirrored left-right with probability 1/2
+    (the Residual Flows code's only augmentation, for cifar10 and celebahq)."""
+    flip = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < 0.5
+    return tf.where(flip, tf.reverse(images, axis=[2]), images)

@@ -15,7 +15,7 @@ import pickle
 import numpy as np
 import tensorflow as tf
 
-from data_utils.augment import augment
+from data_utils.augment import augment, random_horizontal_flips
 from data_utils.tfrecords import check_first_record, find_shards, parse_record, read_shards
 
 TFRECORD_PROBLEMS = ('imagenet-oord', 'imagenet', 'celeba', 'lsun', 'lsun_realnvp')
@@ -49,12 +49,15 @@ class DataConfig:
     rank: int = 0
     size: int = 1
     seed: int = 0
+    augmentation: str = 'original'  # 'original' (by dal) or 'hflip' (random horizontal flips only)
 
     def __post_init__(self):
         if self.problem not in PROBLEMS:
             raise ValueError(f'unknown problem {self.problem!r}; allowed: {", ".join(PROBLEMS)}')
         if self.dal not in (0, 1, 2):
             raise ValueError(f'--dal must be 0, 1 or 2, got {self.dal}')
+        if self.augmentation not in ('original', 'hflip'):
+            raise ValueError(f"augmentation must be 'original' or 'hflip', got {self.augmentation!r}")
 
 
 @dataclasses.dataclass
@@ -96,7 +99,9 @@ def _load_digits():
     return (images[:n_train], labels[:n_train]), (images[n_train:], labels[n_train:])
 
 
-def _load_tfds(name, data_dir, rank, size):
+def _load_tfds(name, data_dir, rank, size, channels=3):
+    """(train, test) of this process's share; mnist is padded to 32x32 and repeated to 3 channels
+    (the original's layout) unless `channels` is 1 (28x28x1)."""
     import tensorflow_datasets as tfds
     out = []
     for split in ('train', 'test'):
@@ -111,7 +116,7 @@ def _load_tfds(name, data_dir, rank, size):
         examples = list(tfds.as_numpy(data))
         images = np.stack([image for image, _ in examples]).astype(np.uint8)
         labels = np.array([label for _, label in examples])
-        if name == 'mnist':
+        if name == 'mnist' and channels != 1:
             pad = ((0, 0), (2, 2), (2, 2), (0, 0))
             images = np.pad(images, pad, constant_values=images.min() if images.size else 0).repeat(3, axis=-1)
         out.append((images, np.asarray(labels, np.int32)))
@@ -146,7 +151,8 @@ def _in_memory(config):
         x_train, y_train, x_test, y_test = (_contiguous_shard(a, config.rank, config.size)
                                             for a in (x_train, y_train, x_test, y_test))
     else:  # tfds shards with even_splits
-        (x_train, y_train), (x_test, y_test) = _load_tfds(config.problem, config.data_dir, config.rank, config.size)
+        (x_train, y_train), (x_test, y_test) = _load_tfds(config.problem, config.data_dir, config.rank, config.size,
+                                                          config.channels)
     if x_train.ndim != 4 or x_train.shape[1] != x_train.shape[2]:
         raise ValueError(f'{config.problem}: expected square images [N, H, W, C], got {x_train.shape}')
     if x_train.shape[-1] != config.channels:
@@ -194,7 +200,10 @@ def get_data(config: DataConfig) -> Data:
     init_images, init_labels = next(iter(train.batch(config.local_batch_init)))
     problem, dal = config.problem, config.dal
     train_batches = train.batch(config.local_batch_train, drop_remainder=True)
-    if problem not in TFRECORD_PROBLEMS and dal:
+    if config.augmentation == 'hflip':
+        train_batches = train_batches.map(lambda x, y: (random_horizontal_flips(x), y),
+                                          num_parallel_calls=config.pmap)
+    elif problem not in TFRECORD_PROBLEMS and dal:
         train_batches = train_batches.map(lambda x, y: (augment(x, problem, dal), y),
                                           num_parallel_calls=config.pmap)
     test_batches = test.batch(config.local_batch_test, drop_remainder=True)
@@ -235,7 +244,7 @@ def ordered_split(config: DataConfig, split: str, limit=None, batch=100):
     elif config.problem == 'space':
         arrays = _load_space(config.data_dir)
     else:
-        arrays = _load_tfds(config.problem, config.data_dir, whole.rank, whole.size)
+        arrays = _load_tfds(config.problem, config.data_dir, whole.rank, whole.size, config.channels)
     x, y = arrays[0] if split == 'train' else arrays[1]
     x, y = _resize(x[:limit], config.image_size), y[:limit]
     for start in range(0, len(x), batch):

@@ -1,6 +1,6 @@
 """emerging: Glow-family normalizing flows (1x1, emerging, periodic and
-autoregressive convolutions) in TensorFlow 2 / Keras / TensorFlow Probability,
-trained on one process or many with Horovod.
+autoregressive convolutions) and Residual Flows in TensorFlow 2 / Keras /
+TensorFlow Probability, trained on one process or many with Horovod.
 
 The public names below are imported on first use, so that `import emerging`
 alone does not start TensorFlow.
@@ -12,7 +12,9 @@ __version__ = '0.2.0'
 _PUBLIC = {
     'ModelConfig': 'emerging.config',
     'TrainConfig': 'emerging.config',
+    'ResFlowConfig': 'emerging.config',
     'Glow': 'emerging.model',
+    'ResFlow': 'emerging.resflow',
     'GlowBijector': 'emerging.model',
     'Optimizer': 'emerging.optim',
     'DynamicLossScale': 'emerging.optim',

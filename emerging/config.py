@@ -12,6 +12,11 @@ the optimisation and schedule, with the original's derived values in one place:
   full_test_its = n_test / (local_batch_test * processes), which must divide evenly;
 * beta2 = 1 - 1 / (train_its * polyak_epochs), the second-moment decay of
   adamax / adam and the decay of the Polyak average.
+
+`TrainConfig`'s last fields (a fixed test batch and beta2, a separate
+average decay, gradient accumulation, clipping and L2 decay) default to the
+original's behaviour; the Residual Flows driver sets them.  `ResFlowConfig`
+describes a Residual Flow (`emerging.resflow`).
 """
 import dataclasses
 import math
@@ -25,8 +30,26 @@ OPTIMIZERS = ('adam', 'adamax', 'adam2')
 LOCAL_BATCH_TEST = {64: 50, 32: 25, 28: 25, 16: 10, 8: 5, 4: 2, 2: 2, 1: 1}
 
 
+class ImageModel:
+    """What both model configurations share: an image shape and bits per channel."""
+
+    @property
+    def n_bins(self):
+        return 2 ** self.n_bits_x
+
+    @property
+    def n_dims(self):
+        return math.prod(self.image_shape)
+
+    def validate_image(self):
+        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
+            raise ValueError(f'image_shape must be (height, width, channels), got {self.image_shape}')
+        if not 1 <= self.n_bits_x <= 8:
+            raise ValueError(f'n_bits_x must be in 1..8, got {self.n_bits_x}')
+
+
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(ImageModel):
     image_shape: tuple = (32, 32, 3)
     n_levels: int = 3
     depth: int = 32
@@ -68,17 +91,8 @@ class ModelConfig:
             gradient_checkpointing=bool(hparams.get('gradient_checkpointing', 0)),
             compute_dtype=hparams.get('compute_dtype', 'float32'), seed=processes * int(hparams.get('seed', 0)))
 
-    @property
-    def n_bins(self):
-        return 2 ** self.n_bits_x
-
-    @property
-    def n_dims(self):
-        return math.prod(self.image_shape)
-
     def validate(self):
-        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
-            raise ValueError(f'image_shape must be (height, width, channels), got {self.image_shape}')
+        self.validate_image()
         if self.n_levels < 1:
             raise ValueError(f'n_levels must be at least 1, got {self.n_levels}')
         height, width, _ = self.image_shape
@@ -97,8 +111,6 @@ class ModelConfig:
         if self.decomposition not in DECOMPOSITIONS:
             raise ValueError(f'unknown decomposition {self.decomposition!r}; allowed: '
                              "'' (plain), 'PLU', 'LU', 'QR'")
-        if not 1 <= self.n_bits_x <= 8:
-            raise ValueError(f'n_bits_x must be in 1..8, got {self.n_bits_x}')
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f'unknown compute_dtype {self.compute_dtype!r}; allowed: ' + ', '.join(COMPUTE_DTYPES))
         if self.n_y < 1:
@@ -126,6 +138,12 @@ class TrainConfig:
     epochs_full_sample: int = 50
     use_polyak_for_eval: bool = False
     jit_compile: bool = False
+    test_batch: int = 0             # per-process test batch; 0: the original's table
+    grad_accumulation: int = 1      # micro-batches per update, each local_batch_train / grad_accumulation
+    max_grad_norm: float = 0.       # clip the averaged gradients to this global norm; 0: off
+    l2_decay: float = 0.            # adds l2_decay * w to every gradient (PyTorch's Adam weight_decay)
+    fixed_beta2: float = 0.         # the moments' beta2; 0: derived from polyak_epochs
+    ema_decay: float = 0.           # the Polyak average's decay; 0: beta2
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -133,7 +151,14 @@ class TrainConfig:
         if self.local_batch_train < 1:
             raise ValueError(f'n_batch_train={self.n_batch_train} at anchor_size={self.anchor_size} gives no images '
                              f'per batch at image_size={self.image_size}')
-        if self.local_batch_train not in LOCAL_BATCH_TEST:
+        if self.grad_accumulation < 1 or self.local_batch_train % self.grad_accumulation:
+            raise ValueError(f'per-process batch {self.local_batch_train} is not divisible into grad_accumulation='
+                             f'{self.grad_accumulation} micro-batches')
+        if self.test_batch < 0 or self.max_grad_norm < 0 or self.l2_decay < 0:
+            raise ValueError('test_batch, max_grad_norm and l2_decay must not be negative')
+        if not 0. <= self.fixed_beta2 < 1. or not 0. <= self.ema_decay < 1.:
+            raise ValueError(f'fixed_beta2 and ema_decay must be in [0, 1), got {self.fixed_beta2}, {self.ema_decay}')
+        if not self.test_batch and self.local_batch_train not in LOCAL_BATCH_TEST:
             raise ValueError(f'per-process training batch {self.local_batch_train} has no test batch in the original '
                              f'table; allowed: {sorted(LOCAL_BATCH_TEST)}')
         if self.n_test % (self.local_batch_test * self.n_processes):
@@ -157,7 +182,7 @@ class TrainConfig:
 
     @property
     def local_batch_test(self):
-        return LOCAL_BATCH_TEST.get(self.local_batch_train, 1)
+        return self.test_batch or LOCAL_BATCH_TEST.get(self.local_batch_train, 1)
 
     @property
     def train_its(self):
@@ -169,4 +194,65 @@ class TrainConfig:
 
     @property
     def beta2(self):
-        return 1. - 1. / (self.train_its * self.polyak_epochs)
+        return self.fixed_beta2 or 1. - 1. / (self.train_its * self.polyak_epochs)
+
+    @property
+    def polyak_decay(self):
+        return self.ema_decay or self.beta2
+
+
+RESFLOW_ACTIVATIONS = ('swish', 'lipswish', 'elu', 'softplus')
+N_DISTS = ('poisson', 'geometric')
+
+
+@dataclasses.dataclass(frozen=True)
+class ResFlowConfig(ImageModel):
+    """The architecture and estimators of a Residual Flow (the public code's flag names in comments)."""
+    image_shape: tuple = (32, 32, 3)
+    n_blocks: tuple = (16, 16, 16)      # --nblocks 16-16-16: residual blocks per scale
+    idim: int = 512                     # --idim: hidden channels of g
+    kernels: str = '3-1-3'              # --kernels
+    activation: str = 'swish'           # --act
+    factor_out: bool = False            # --factor-out
+    squeeze_first: bool = False         # --squeeze-first
+    actnorm: bool = True                # --actnorm: an actnorm after every block
+    fc_end: bool = True                 # --fc-end: fully connected blocks at the end of the last scale
+    fc_nblocks: int = 4
+    fc_idim: int = 128                  # --fc-idim
+    preact: bool = True                 # --preact
+    first_resblock: bool = True         # --first-resblock: the first block without its leading activation
+    coeff: float = 0.98                 # --coeff: Lipschitz bound of every layer of g
+    n_lipschitz_iters: int = None       # --n-lipschitz-iters
+    sn_tol: float = 1e-3                # --sn-tol
+    n_power_series: int = None          # --n-power-series: None = Russian roulette
+    n_dist: str = 'poisson'             # --n-dist
+    n_samples: int = 1                  # --n-samples: Russian-roulette draws of the number of terms
+    n_exact_terms: int = 2              # --n-exact-terms
+    neumann_grad: bool = True           # --neumann-grad
+    mem_eff: bool = True                # --mem-eff: the log-det's gradient in the forward pass
+    logit_alpha: float = 0.05           # the logit transform's alpha: 1e-6 for mnist, else 0.05 (the public code)
+    n_bits_x: int = 8                   # --nbits
+    n_y: int = 1
+    ycond: bool = False                 # not in the public code's density task: always False there
+    compute_dtype: str = 'float32'
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, 'image_shape', tuple(int(d) for d in self.image_shape))
+        object.__setattr__(self, 'n_blocks', tuple(int(n) for n in self.n_blocks))
+        self.validate()
+
+    def validate(self):
+        self.validate_image()
+        if not self.n_blocks or min(self.n_blocks) < 1:
+            raise ValueError(f'n_blocks needs a positive number of blocks per scale, got {self.n_blocks}')
+        if self.activation not in RESFLOW_ACTIVATIONS:
+            raise ValueError(f'unknown activation {self.activation!r}; allowed: {", ".join(RESFLOW_ACTIVATIONS)}')
+        if self.n_dist not in N_DISTS:
+            raise ValueError(f'unknown n_dist {self.n_dist!r}; allowed: {", ".join(N_DISTS)}')
+        if not 0. < self.coeff < 1.:
+            raise ValueError(f'coeff must be in (0, 1) for an invertible block, got {self.coeff}')
+        if not 0. < self.logit_alpha < 0.5:
+            raise ValueError(f'logit_alpha must be in (0, 0.5), got {self.logit_alpha}')
+        if self.compute_dtype != 'float32':
+            raise ValueError(f'Residual Flows compute in float32 only, got compute_dtype {self.compute_dtype!r}')

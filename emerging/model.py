@@ -62,6 +62,8 @@ class GlowBijector(JointFlowBijector):
     forward = latent -> image, inverse = image -> latent.  The flow layers
     work on [N, H, W, C], so the batch axes are flattened around them; the
     class labels (class-conditional models only) broadcast against them.
+    Other conditioning keywords of the joint methods (`training`) are passed
+    to the layers.
     """
 
     def __init__(self, flow: JointFlowBijector, image_shape: Sequence[int], labels: Optional[tf.Tensor] = None,
@@ -71,9 +73,9 @@ class GlowBijector(JointFlowBijector):
         self._labels = None if labels is None else tf.cast(labels, tf.int32)
         super().__init__(parameters=parameters, name=name, validate_args=validate_args)
 
-    def _run(self, direction, t):
+    def _run(self, direction, t, condition):
         batch_shape = tf.shape(t)[:-3]
-        condition = {}
+        condition = dict(condition)
         if self._labels is not None:
             batch_shape = tf.broadcast_dynamic_shape(batch_shape, tf.shape(self._labels))
             t = tf.broadcast_to(t, tf.concat([batch_shape, self._image_shape], axis=0))
@@ -83,10 +85,10 @@ class GlowBijector(JointFlowBijector):
                 tf.reshape(log_det, batch_shape))
 
     def inverse_and_log_det(self, y, **condition):
-        return self._run(self._flow.inverse_and_log_det, y)
+        return self._run(self._flow.inverse_and_log_det, y, condition)
 
     def forward_and_log_det(self, x, **condition):
-        return self._run(self._flow.forward_and_log_det, x)
+        return self._run(self._flow.forward_and_log_det, x, condition)
 
 
 class Glow(tf_keras.Model):

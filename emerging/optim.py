@@ -8,7 +8,8 @@ alpha_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t), for every weight w with gradie
 * adam2:  like adam, but g^2 is averaged over processes (not the square of the averaged g)
 
 Polyak: an exponential moving average of every trainable weight with decay
-beta2, zero-debiased (biased <- beta2 biased + (1 - beta2) w; average = biased / (1 - beta2^n)),
+d (beta2 unless `polyak_decay` is given), zero-debiased
+(biased <- d biased + (1 - d) w; average = biased / (1 - d^n)),
 saved with the checkpoint and swappable in for evaluation and sampling.
 
 How it runs: adamax and adam update each weight and its moments in place with
@@ -33,13 +34,16 @@ class Optimizer(tf.Module):
     """Per-weight state: `m1` (first moment), `m2` (u or v), `polyak_biased`, in the order of `variables`."""
 
     def __init__(self, variables: Sequence[tf.Variable], kind: str = 'adamax', beta1: float = 0.9,
-                 beta2: float = 0.999, weight_decay: float = 1., name: str = 'optimizer'):
+                 beta2: float = 0.999, weight_decay: float = 1., polyak_decay: float | None = None,
+                 name: str = 'optimizer'):
         super().__init__(name=name)
         if kind not in ('adam', 'adamax', 'adam2'):
             raise ValueError(f'unknown optimizer {kind!r}; allowed: adam, adamax, adam2')
-        if not 0. <= beta1 < 1. or not 0. <= beta2 < 1.:
-            raise ValueError(f'beta1 and beta2 must be in [0, 1), got {beta1}, {beta2}')
+        polyak_decay = beta2 if polyak_decay is None else polyak_decay
+        if not 0. <= beta1 < 1. or not 0. <= beta2 < 1. or not 0. <= polyak_decay < 1.:
+            raise ValueError(f'beta1, beta2 and polyak_decay must be in [0, 1), got {beta1}, {beta2}, {polyak_decay}')
         self.kind, self.beta1, self.beta2 = kind, float(beta1), float(beta2)
+        self.polyak_decay = float(polyak_decay)
         self.weight_decay = float(weight_decay)
         self.variables_ = list(variables)
         self.step = tf.Variable(1., trainable=False, name='adam_t')
@@ -67,7 +71,7 @@ class Optimizer(tf.Module):
             if dtype not in per_dtype:
                 values = dict(beta1_power=beta1_power, beta2_power=beta2_power, lr=lr, lr_adamax=lr_adamax,
                               alpha=alpha, beta1=self.beta1, beta2=self.beta2, epsilon=EPSILON,
-                              polyak_rate=1. - self.beta2)
+                              polyak_rate=1. - self.polyak_decay)
                 per_dtype[dtype] = {k: tf.cast(v, dtype) for k, v in values.items()}
             return per_dtype[dtype]
 
@@ -97,7 +101,7 @@ class Optimizer(tf.Module):
 
     def polyak_values(self):
         """The Polyak average of every weight, in the order of `variables`."""
-        debias = 1. - tf.pow(self.beta2, self.polyak_step)
+        debias = 1. - tf.pow(self.polyak_decay, self.polyak_step)
         return [biased / tf.cast(debias, biased.dtype) for biased in self.polyak_biased]
 
     def swap_polyak(self):

@@ -2,10 +2,10 @@
 
 A run folder (train.py's `--logdir`) holds:
 
-* config.json, written when the run starts: {"emerging_version", "model" (the
-  ModelConfig), "train" (the TrainConfig), "data" (the data configuration of
-  process 0), "hparams" (every flag and derived value, as train.txt's first
-  line)};
+* config.json, written when the run starts: {"emerging_version", "model_kind"
+  ("glow" or "resflow"), "model" (its ModelConfig or ResFlowConfig), "train"
+  (the TrainConfig), "data" (the data configuration of process 0), "hparams"
+  (every flag and derived value, as train.txt's first line)};
 * train.txt / test.txt, whose first line holds the hyperparameters: runs
   without config.json (runs of the original code, imported TF1 checkpoints)
   are read from it;
@@ -29,6 +29,7 @@ from emerging.training.state import BEST_CHECKPOINT, check_readable
 
 WEIGHTS = ('best', 'latest', 'polyak')
 CONFIG_FILE = 'config.json'
+MODEL_KINDS = {'ModelConfig': 'glow', 'ResFlowConfig': 'resflow'}  # configuration class -> config.json's model_kind
 PRETRAINED = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pretrained')
 
 
@@ -45,7 +46,8 @@ class Run:
 
 def write_config(logdir: str, model: ModelConfig, train, data, hparams: dict) -> str:
     """Write {logdir}/config.json (through a temporary file); `train` and `data` are dataclasses."""
-    config = {'emerging_version': emerging.__version__, 'model': dataclasses.asdict(model),
+    config = {'emerging_version': emerging.__version__, 'model_kind': MODEL_KINDS[type(model).__name__],
+              'model': dataclasses.asdict(model),
               'train': dataclasses.asdict(train), 'data': dataclasses.asdict(data), 'hparams': hparams}
     path = os.path.join(logdir, CONFIG_FILE)
     with open(path + '.tmp', 'w') as f:
@@ -63,6 +65,10 @@ def read_config(logdir: str) -> tuple[ModelConfig, dict]:
         with open(path) as f:
             config = json.load(f)
         model = dict(config['model'], image_shape=tuple(config['model']['image_shape']))
+        kind = config.get('model_kind', 'glow')
+        if kind == 'resflow':
+            from emerging.config import ResFlowConfig
+            return ResFlowConfig(**dict(model, n_blocks=tuple(model['n_blocks']))), config.get('hparams', {})
         return ModelConfig(**model), config.get('hparams', {})
     log = os.path.join(logdir, 'train.txt')
     if not os.path.exists(log):
@@ -102,7 +108,6 @@ def load_run(logdir: str, weights: str = 'best', checkpoint: Optional[str] = Non
     """
     import tensorflow as tf
 
-    from emerging.model import Glow
     from emerging.optim import Optimizer
 
     if weights not in WEIGHTS:
@@ -111,13 +116,15 @@ def load_run(logdir: str, weights: str = 'best', checkpoint: Optional[str] = Non
     prefix = checkpoint or checkpoint_for(logdir, weights)
     check_readable(prefix)
     stored = dict(tf.train.list_variables(prefix))
-    model = Glow(model_config)
+    model = build_model(model_config)
     objects = {'model': model}
     if weights == 'polyak':
         if not any(name.startswith('optimizer/') for name in stored):
             raise ValueError(f'{prefix} holds no optimiser state, so no Polyak averages: use --weights best or latest')
         # beta2 (the Polyak decay) only debiases the average; the run's value is in its hyperparameters
-        objects['optimizer'] = Optimizer(model.trainable_variables, beta2=float(hparams.get('beta2', 0.999)))
+        beta2 = float(hparams.get('beta2', 0.999))
+        objects['optimizer'] = Optimizer(model.trainable_variables, beta2=beta2,
+                                         polyak_decay=float(hparams.get('polyak_decay', beta2)))
     status = tf.train.Checkpoint(**objects).read(prefix)
     status.expect_partial()
     if not bool(model.initialized.numpy()):
@@ -132,6 +139,15 @@ def load_run(logdir: str, weights: str = 'best', checkpoint: Optional[str] = Non
             variable.assign(average)
     return Run(logdir=logdir, model=model, model_config=model_config, hparams=hparams, checkpoint=prefix,
                weights=weights)
+
+
+def build_model(config):
+    """The model a configuration describes: `Glow` for a ModelConfig, `ResFlow` for a ResFlowConfig."""
+    if type(config).__name__ == 'ResFlowConfig':
+        from emerging.resflow import ResFlow
+        return ResFlow(config)
+    from emerging.model import Glow
+    return Glow(config)
 
 
 def pretrained_run(name: str) -> str:

@@ -121,14 +121,19 @@ def memory_child(args):
     trainer.test_step(x, y)  # a forward pass: weights and the allocator's pools in place
     lr = tf.constant(1e-4)
     trainer.train_step.get_concrete_function(x, y, lr)  # trace without running
-    # TensorFlow's own allocator statistics (CPU or GPU): the tensors of one train step
+    peak_mib = peak_tensor_mib(lambda: trainer.train_step(x, y, lr))
+    seconds = timed_rounds({'step': our_step(trainer, x, y)}, 3, 3)['step']
+    print(json.dumps({'peak_mib': peak_mib, 'seconds_per_step': seconds}))
+
+
+def peak_tensor_mib(fn):
+    """The peak tensor memory (MiB) of one call of `fn` above what was allocated before it,
+    from TensorFlow's own allocator statistics (CPU or GPU)."""
     device = 'GPU:0' if tf.config.list_logical_devices('GPU') else 'CPU:0'
     tf.config.experimental.reset_memory_stats(device)
     before = tf.config.experimental.get_memory_info(device)['current']
-    trainer.train_step(x, y, lr)
-    peak = tf.config.experimental.get_memory_info(device)['peak']
-    seconds = timed_rounds({'step': our_step(trainer, x, y)}, 3, 3)['step']
-    print(json.dumps({'peak_mib': (peak - before) / 2 ** 20, 'seconds_per_step': seconds}))
+    fn()
+    return (tf.config.experimental.get_memory_info(device)['peak'] - before) / 2 ** 20
 
 
 def memory_table(args):

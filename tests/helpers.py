@@ -1,4 +1,5 @@
 """Running train.py in a subprocess the way a user does."""
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +8,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--n_levels', '2', '--depth', '2', '--width', '16', '--no_progress', '--gradient_checkpointing', '0']
 DIGITS = ['--problem', 'digits', '--image_size', '8', '--anchor_size', '8', '--n_batch_train', '32',
           '--n_batch_init', '64', '--n_train', '64']
+
+
+def read_log(path):
+    """A train.txt / test.txt: (the hyperparameter line, the epoch lines)."""
+    with open(path) as f:
+        lines = [json.loads(line) for line in f.read().splitlines()]
+    return lines[0], lines[1:]
 
 
 def env():

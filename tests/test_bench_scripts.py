@@ -43,3 +43,14 @@ def test_profile_step_names_the_ops(tmp_path):
     assert 'ms of op time per call' in out
     assert re.search(r'Conv2D', out)  # the convolutions show up among the top ops
     assert list((tmp_path / 'trace' / 'plugins' / 'profile').glob('*/*.xplane.pb'))
+
+
+def test_bench_resflow_prints_the_memory_table_and_both_ratios():
+    out = run_script('bench_resflow.py', '--idim', '8', '--nblocks', '1-1-1', '--terms', '2', '--batch', '2',
+                     '--steps', '1', '--repeats', '1')
+    for row in ('backprop', 'neumann', 'neumann + mem_eff', 'Residual Flow, fc_end True', '1x1 Glow, K='):
+        assert row in out
+    last = out.strip().splitlines()[-3:]
+    assert re.search(r'^memory, Neumann \+ mem_eff vs backprop at n=2: \d+\.\d\dx$', last[0])
+    assert re.search(r'^train step vs 1x1 Glow \(same parameters\), fc_end True: \d+\.\d\dx$', last[1])
+    assert re.search(r'^train step vs 1x1 Glow \(same parameters\), fc_end False: \d+\.\d\dx$', last[2])

@@ -23,6 +23,17 @@ def mpiexec_command(n):
                       'CUDA_VISIBLE_DEVICES']
 
 
+def identical_weights_on_both_ranks(out_dir):
+    """mpi_train_check.py's dumps of the two ranks, after checking every variable is the same on both."""
+    ranks = [np.load(out_dir / f'rank{r}.npz') for r in range(2)]
+    assert int(ranks[0]['size']) == 2
+    weights = [k for k in ranks[0].files if k.startswith('w')]
+    assert len(weights) > 20
+    for key in weights:
+        np.testing.assert_array_equal(ranks[0][key], ranks[1][key], err_msg=key)
+    return ranks
+
+
 def test_two_processes_end_with_identical_weights(tmp_path):
     import horovod.tensorflow  # noqa: F401
     logdir = tmp_path / 'logs'
@@ -34,12 +45,7 @@ def test_two_processes_end_with_identical_weights(tmp_path):
     result = subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert 'Horovod: process 0 of 2' in result.stdout
-    ranks = [np.load(tmp_path / f'rank{r}.npz') for r in range(2)]
-    assert int(ranks[0]['size']) == 2
-    weights = [k for k in ranks[0].files if k.startswith('w')]
-    assert len(weights) > 20
-    for key in weights:
-        np.testing.assert_array_equal(ranks[0][key], ranks[1][key], err_msg=key)
+    ranks = identical_weights_on_both_ranks(tmp_path)
     # different data per rank, one averaged statistic
     assert ranks[0]['local'] != ranks[1]['local']
     np.testing.assert_allclose(ranks[0]['averaged'], (ranks[0]['local'] + ranks[1]['local']) / 2, rtol=1e-6)
@@ -66,3 +72,22 @@ def test_two_processes_end_with_identical_weights(tmp_path):
     assert np.abs(recon.astype(int) - x.astype(int)).max() <= 1
     assert 'inference: wrote x.npy' in (tmp_path / 'inference_rank0.txt').read_text()
     assert (tmp_path / 'inference_rank1.txt').read_text() == ''
+
+
+def test_two_processes_train_a_residual_flow_to_identical_weights(tmp_path):
+    """scripts/train_resflow.py under mpiexec: identical weights (and spectral-norm vectors) on both ranks."""
+    import horovod.tensorflow  # noqa: F401
+    save = tmp_path / 'run'
+    command = mpiexec_command(2) + [sys.executable, os.path.join(ROOT, 'tests', 'mpi_train_check.py'),
+                                    str(tmp_path), '--resflow', '--data', 'digits', '--nblocks', '1-1', '--idim', '8',
+                                    '--fc-idim', '8', '--batchsize', '32', '--nepochs', '1', '--warmup-iters', '0',
+                                    '--val-batchsize', '50', '--no-progress', '--save', str(save)]
+    result = subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ranks = identical_weights_on_both_ranks(tmp_path)
+    assert ranks[0]['local'] != ranks[1]['local']
+    with open(save / 'train.txt') as f:
+        lines = [json.loads(line) for line in f.read().splitlines()]
+    assert lines[0]['n_processes'] == 2 and lines[0]['model_kind'] == 'resflow'
+    assert [line['epoch'] for line in lines[1:]] == [1]
+    assert lines[1]['n_images'] == 2 * 24 * 32  # ceil(1497 / 64) steps of 32 images on each process

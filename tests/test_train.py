@@ -11,18 +11,12 @@ import pytest
 import tensorflow as tf
 
 from data_utils.tfrecords import write_shards
-from tests.helpers import DIGITS, ROOT, TINY, env, train
+from tests.helpers import DIGITS, ROOT, TINY, env, read_log, train
 
 pytestmark = pytest.mark.slow  # end-to-end: subprocesses and real training runs
 
 TRAIN_KEYS = ['epoch', 'n_processed', 'n_images', 'train_time', 'loss', 'bits_x', 'bits_y', 'pred_loss']
 TEST_KEYS = ['epoch', 'n_processed', 'n_images', 'loss', 'bits_x', 'bits_y', 'pred_loss']
-
-
-def read_log(path):
-    with open(path) as f:
-        lines = [json.loads(line) for line in f.read().splitlines()]
-    return lines[0], lines[1:]
 
 
 @pytest.fixture(scope='module')

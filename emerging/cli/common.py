@@ -48,7 +48,18 @@ def load(args):
 
 def derived(run, args, rank=0, size=1):
     """train.py's derived configuration (a `emerging.flags.RunConfig`) for the run's hyperparameters
-    with the data flags given on this command line."""
+    with the data flags given on this command line (train_resflow.py's for a Residual Flow run,
+    where only --data_dir applies)."""
+    if run.hparams.get('model_kind') == 'resflow':
+        from emerging import resflow_flags
+        given = [k for k in DATA_FLAGS if k != 'data_dir' and getattr(args, k, None) is not None]
+        if given:
+            raise UsageError(f'--{given[0]} does not apply to a Residual Flow run (only --data_dir does)')
+        flags = vars(resflow_flags.build_parser().parse_args([]))
+        flags.update({k: v for k, v in run.hparams.items() if k in flags})
+        if getattr(args, 'data_dir', None) is not None:
+            flags['dataroot'] = args.data_dir
+        return resflow_flags.derive(argparse.Namespace(**flags), rank=rank, size=size)
     from emerging.flags import build_parser, derive
     flags = vars(build_parser().parse_args([]))
     flags.update({k: v for k, v in run.hparams.items() if k in flags})

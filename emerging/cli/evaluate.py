@@ -5,7 +5,9 @@ model.losses_per_example(x, y, noise=True) (uniform dequantisation noise), on
 the same test batches (train.py's pipeline, full_test_its batches of
 data.test).  Each image's value is averaged over --n_dequant K noise draws;
 K = 0 gives the deterministic value at the bins' lower edges (noise=False, the
-SavedModel's bits_per_dim).  Under `mpiexec -n N` each process evaluates its
+SavedModel's bits_per_dim).  For a Residual Flow every draw also draws the
+(unbiased, random) log-det estimate, so K > 1 averages both (and K = 0 is
+one draw of the estimate).  Under `mpiexec -n N` each process evaluates its
 own shard and the sums of the values, of their squares and the counts are
 added over processes, so that
 

@@ -7,19 +7,23 @@ from emerging.flows.conv1x1 import (InvertibleConv1x1, PlainConv1x1Bijector, PLU
                                     QRConv1x1Bijector)
 from emerging.flows.coupling import Coupling, CouplingBijector, CouplingNetwork
 from emerging.flows.emerging_conv import EmergingConv, EmergingConvBijector
+from emerging.flows.lipschitz import Activation, SpectralNormConv2D, SpectralNormDense
+from emerging.flows.logit import LogitBijector, LogitTransform
 from emerging.flows.periodic_conv import PeriodicConv, PeriodicConvBijector
 from emerging.flows.permutations import ChannelPermuteBijector, Reverse, ReverseBijector, Shuffle
 from emerging.flows.priors import Classifier, TopPrior, TopPriorBijector, standardize, unstandardize
+from emerging.flows.residual import ResidualBlock, ResidualBlockBijector
 from emerging.flows.split import FirstHalf, FirstHalfBijector, SplitPrior, SplitPriorBijector
 from emerging.flows.squeeze import Squeezed, SqueezedBijector, squeeze2d, unsqueeze2d
 from emerging.flows.step import FlowStep
 
 __all__ = [
-    'ActNorm', 'ActNormBijector', 'Autoregressive', 'AutoregressiveBijector', 'ChannelPermuteBijector',
-    'Classifier', 'Coupling', 'CouplingBijector', 'CouplingNetwork', 'EmergingConv', 'EmergingConvBijector',
-    'FirstHalf', 'FirstHalfBijector', 'FlowBijector', 'FlowChain', 'FlowLayer', 'FlowSequence', 'FlowStep',
-    'InvertibleConv1x1', 'JointFlowBijector', 'PLUConv1x1Bijector', 'PeriodicConv', 'PeriodicConvBijector',
-    'PlainConv1x1Bijector', 'QRConv1x1Bijector', 'Reverse', 'ReverseBijector', 'Shuffle', 'SplitPrior',
-    'SplitPriorBijector', 'Squeezed', 'SqueezedBijector', 'TopPrior', 'TopPriorBijector', 'squeeze2d',
-    'standardize', 'unsqueeze2d', 'unstandardize',
+    'Activation', 'ActNorm', 'ActNormBijector', 'Autoregressive', 'AutoregressiveBijector',
+    'ChannelPermuteBijector', 'Classifier', 'Coupling', 'CouplingBijector', 'CouplingNetwork', 'EmergingConv',
+    'EmergingConvBijector', 'FirstHalf', 'FirstHalfBijector', 'FlowBijector', 'FlowChain', 'FlowLayer',
+    'FlowSequence', 'FlowStep', 'InvertibleConv1x1', 'JointFlowBijector', 'LogitBijector', 'LogitTransform',
+    'PeriodicConv', 'PeriodicConvBijector', 'PlainConv1x1Bijector', 'PLUConv1x1Bijector', 'QRConv1x1Bijector',
+    'ResidualBlock', 'ResidualBlockBijector', 'Reverse', 'ReverseBijector', 'Shuffle', 'SpectralNormConv2D',
+    'SpectralNormDense', 'SplitPrior', 'SplitPriorBijector', 'squeeze2d', 'Squeezed', 'SqueezedBijector',
+    'standardize', 'TopPrior', 'TopPriorBijector', 'unsqueeze2d', 'unstandardize',
 ]

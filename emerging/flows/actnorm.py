@@ -11,6 +11,12 @@ variable holds logs / 3, as in the original).  Data-dependent initialisation
     b = -mean_{N,H,W}(x),   logs = log(1 / (sqrt(mean_{N,H,W}((x + b)^2)) + 1e-6)) / f
 
 so the initial output has zero mean and unit variance per channel.
+
+Two options serve the Residual Flow model (the public code's ActNorm2d and
+ActNorm1d): `per_element=True` gives b and logs the shape [1, H, W, C] (one
+shift and scale per position and channel, statistics over the batch only,
+log-det sum f * logs), and `min_std` replaces the initial scale by
+logs = -log(max(std, min_std)) / f (the public code floors the variance at 0.2).
 """
 import tensorflow as tf
 
@@ -22,8 +28,10 @@ LOGSCALE_FACTOR = 3.
 class ActNormBijector(FlowBijector):
     """Per-channel shift and scale.  inverse (data -> latent): (y + bias) * exp(f * logs)."""
 
-    def __init__(self, bias, logs, logscale_factor=LOGSCALE_FACTOR, validate_args=False, name='actnorm'):
+    def __init__(self, bias, logs, logscale_factor=LOGSCALE_FACTOR, per_element=False, validate_args=False,
+                 name='actnorm'):
         parameters = dict(locals())
+        self._per_element = bool(per_element)
         if logscale_factor <= 0:
             raise ValueError(f'logscale_factor must be positive, got {logscale_factor}')
         self._bias = bias
@@ -41,37 +49,49 @@ class ActNormBijector(FlowBijector):
     def _forward(self, x):
         return x * tf.exp(-self._log_scale()) - self._bias
 
+    def _log_det(self, t):
+        if self._per_element:
+            return tf.reduce_sum(self._log_scale())
+        return spatial_size(t) * tf.reduce_sum(self._log_scale())
+
     def _inverse_log_det_jacobian(self, y):
-        return spatial_size(y) * tf.reduce_sum(self._log_scale())
+        return self._log_det(y)
 
     def _forward_log_det_jacobian(self, x):
-        return -spatial_size(x) * tf.reduce_sum(self._log_scale())
+        return -self._log_det(x)
 
 
 class ActNorm(FlowLayer):
-    """Keras layer owning `actnorm_center/b` and `actnorm_scale/logs` ([1, 1, 1, C])."""
+    """Keras layer owning `actnorm_center/b` and `actnorm_scale/logs` ([1, 1, 1, C], or [1, H, W, C]
+    with `per_element`)."""
 
-    def __init__(self, logscale_factor=LOGSCALE_FACTOR, name='actnorm', **kwargs):
+    def __init__(self, logscale_factor=LOGSCALE_FACTOR, per_element=False, min_std=None, name='actnorm', **kwargs):
         super().__init__(name=name, **kwargs)
+        if logscale_factor <= 0 or (min_std is not None and min_std <= 0):
+            raise ValueError(f'{name}: logscale_factor and min_std must be positive, got {logscale_factor}, {min_std}')
         self.logscale_factor = float(logscale_factor)
+        self.per_element, self.min_std = bool(per_element), min_std
 
     def build(self, input_shape):
         shape = check_nhwc(self.name, input_shape)
-        channels = shape[-1]
-        self.bias = self.add_weight(name='actnorm_center/b', shape=[1, 1, 1, channels],
-                                    initializer='zeros', trainable=True)
-        self.logs = self.add_weight(name='actnorm_scale/logs', shape=[1, 1, 1, channels],
-                                    initializer='zeros', trainable=True)
+        param_shape = [1, *shape[1:]] if self.per_element else [1, 1, 1, shape[-1]]
+        self.bias = self.add_weight(name='actnorm_center/b', shape=param_shape, initializer='zeros', trainable=True)
+        self.logs = self.add_weight(name='actnorm_scale/logs', shape=param_shape, initializer='zeros',
+                                    trainable=True)
         self.built = True
 
     def make_bijector(self):
-        return ActNormBijector(self.bias, self.logs, self.logscale_factor, name=self.name)
+        return ActNormBijector(self.bias, self.logs, self.logscale_factor, self.per_element, name=self.name)
 
     def initialize(self, x, **condition):
         """Data-dependent initialisation from x [N, H, W, C]: zero mean, unit
         variance per channel of the output, which is returned."""
-        mean = tf.reduce_mean(x, axis=[0, 1, 2], keepdims=True)
+        axes = [0] if self.per_element else [0, 1, 2]
+        mean = tf.reduce_mean(x, axis=axes, keepdims=True)
         self.bias.assign(-mean)
-        std = tf.sqrt(tf.reduce_mean(tf.square(x - mean), axis=[0, 1, 2], keepdims=True))
-        self.logs.assign(tf.math.log(1. / (std + 1e-6)) / self.logscale_factor)
+        std = tf.sqrt(tf.reduce_mean(tf.square(x - mean), axis=axes, keepdims=True))
+        if self.min_std is None:
+            self.logs.assign(tf.math.log(1. / (std + 1e-6)) / self.logscale_factor)
+        else:
+            self.logs.assign(-tf.math.log(tf.maximum(std, self.min_std)) / self.logscale_factor)
         return super().initialize(x)

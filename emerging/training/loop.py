@@ -45,7 +45,7 @@ class Trainer:
         self.model, self.config, self.data, self.dist = model, config, data, dist
         self.logdir, self.progress = logdir, progress
         self.optimizer = Optimizer(model.trainable_variables, config.optimizer, config.beta1, config.beta2,
-                                   config.weight_decay)
+                                   config.weight_decay, config.polyak_decay)
         # float16 networks need loss scaling (bfloat16 has float32's exponent range)
         self.loss_scale = DynamicLossScale() if model.config.compute_dtype == 'float16' else None
         self.train_iter, self.test_iter = iter(data.train), iter(data.test)

@@ -102,8 +102,8 @@ class Recorder:
             self.test_log = ResultLogger(os.path.join(self.logdir, 'test.txt'), self.hparams, resume_epoch)
 
     def step(self, epoch, it, stats, lr):
-        """With --verbose, one line per train step."""
-        if self.verbose and self.chief:
+        """With verbose, one line per train step (verbose an int n: every n-th step, from the first)."""
+        if self.verbose and self.chief and it % int(self.verbose) == 0:
             print(epoch, it, format_results(stats), f'lr {lr:.3g}', flush=True)
 
     def train_epoch(self, epoch, n_processed, n_images, train_time, results, lr, ips):

@@ -9,6 +9,9 @@
   before differentiation and the gradients unscaled after; a step whose
   averaged gradients are not all finite is skipped by every process alike,
   and the scale adapts.  With adam2 the squared gradients are averaged too.
+  With `grad_accumulation` n the batch is n micro-batches whose gradients
+  are averaged (peak memory of one micro-batch); `max_grad_norm` clips the
+  averaged gradients' global norm and `l2_decay` adds l2_decay * w to them.
 * test_step(x, y) -> the same four statistics, without updating anything.
 * sample(y int32 [N], temperature float32 [N]) -> uint8 images [N, H, W, C].
 
@@ -29,7 +32,7 @@ def build_steps(model, optimizer, dist, config, loss_scale=None):
     def statistics(losses):
         return tf.stack([tf.reduce_mean(losses[k]) for k in STATS])
 
-    def gradients(x, y, scale):
+    def batch_gradients(x, y, scale):
         with tf.GradientTape() as tape:
             losses = model.losses_per_example(x, y, training=True)
             loss = tf.reduce_mean(losses['loss'])
@@ -41,13 +44,31 @@ def build_steps(model, optimizer, dist, config, loss_scale=None):
             grads = [g / scale for g in grads]
         return statistics(losses), grads
 
-    gradients = tf.function(gradients, jit_compile=config.jit_compile)
+    def accumulated_gradients(x, y, scale):
+        # micro-batches one after another (a while loop, so only one micro-batch's activations live at a time)
+        n = config.grad_accumulation
+        xs = tf.reshape(x, [n, -1, *model.config.image_shape])
+        ys = tf.reshape(y, [n, -1])
+        stats, grads = tf.zeros([len(STATS)]), [tf.zeros_like(v) for v in variables]
+        for i in tf.range(n):
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
+            part_stats, part_grads = batch_gradients(xs[i], ys[i], scale)
+            stats += part_stats / n
+            grads = [g + p / n for g, p in zip(grads, part_grads)]
+        return stats, grads
+
+    gradients = tf.function(batch_gradients if config.grad_accumulation == 1 else accumulated_gradients,
+                            jit_compile=config.jit_compile)
 
     @tf.function(input_signature=[images, labels, tf.TensorSpec([], tf.float32)])
     def train_step(x, y, lr):
         stats, grads = gradients(x, y, None if loss_scale is None else loss_scale.scale.read_value())
         squared = dist.allreduce_mean([tf.square(g) for g in grads], name='grad_sq') if adam2 else None
         grads = dist.allreduce_mean(grads, name='grad')
+        if config.max_grad_norm:
+            grads = tf.clip_by_global_norm(grads, config.max_grad_norm)[0]
+        if config.l2_decay:
+            grads = [g + config.l2_decay * v for g, v in zip(grads, variables)]
         if loss_scale is None:
             optimizer.apply(grads, lr, squared)
         else:

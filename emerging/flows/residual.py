@@ -1,0 +1,322 @@
+"""Invertible residual block (i-ResNet, Behrmann et al. 2019; Residual Flows, Chen et al. 2019).
+
+Data -> latent:  z = x + g(x),  Lip(g) < 1, so the map is invertible and
+
+    log|det dz/dx| = log det(I + J) = sum_{k>=1} (-1)^(k+1) tr(J^k) / k,   J = dg/dx
+
+g (`kernels` "3-1-3", `hidden` channels): [act] -> conv 3x3 -> act -> conv 1x1
+-> act -> conv 3x3, every convolution spectrally normalised to `coeff`
+(the leading activation is left out with `preact=False` and in the model's
+first block); with `fc=True` the same pattern of dense layers on the
+flattened [H*W*C] vector.  Inputs [N, H, W, C], log-dets [N].
+
+The log-det estimate (one Gaussian probe v per example, Hutchinson):
+
+    sum_{k=1}^{n} (-1)^(k+1) / k * w_k * v^T J^k v
+
+computed from the vector-Jacobian products v^T J^k, k = 1..n.  Russian
+roulette makes it unbiased: N_1..N_m (m = `n_samples`) are drawn from
+Poisson(2) or Geometric(0.5) (`n_dist`), n = max N_i + n_exact, and
+w_k = 1 for k <= n_exact, else mean_i [N_i >= k - n_exact] / P(N >= k - n_exact).
+Training uses n_exact = `n_exact_terms` (or, with `n_power_series`, a fixed n
+and w = 1: biased); evaluation uses n_exact = 20.
+
+Gradients (training):
+
+* `neumann_grad`: the gradient of log det(I + J) is tr((I + J)^-1 dJ) =
+  sum_{k>=0} (-1)^k tr(J^k dJ), estimated with the same probe and weights
+  from the products above, which are not differentiated: only one more
+  product w^T J (w = sum_k (-1)^k w_k v^T J^k) is, so the power series'
+  graph is never kept.  The value is still the log-det estimate above.
+* otherwise: backpropagation through all n products.
+* `grad_in_forward` (the public code's `--mem-eff`): the log-det's
+  gradients with respect to x and the weights are computed in the forward
+  pass and only they are kept; g is recomputed in the backward pass.  The
+  loss must weight every example's log-det alike (a batch mean), which is
+  how the model uses it.
+
+Inverse (latent -> data): the fixed point x = z - g(x), iterated from
+x = z - g(z) until every |x - x_prev| <= atol + rtol |z| (1e-5 both), at
+most 1000 iterations (the public code stops at (x - x_prev)^2 < tol, i.e.
+steps of up to ~3e-3; this tighter stop makes inverse(forward(x)) = x to
+~1e-5 Lip(g) / (1 - Lip(g))).  Its log-det is minus the evaluation estimate at x.
+
+`brute_force_log_det(x)` is log|det(I + J)| from the full Jacobian (small
+inputs, tests).
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from emerging.flows.base import FlowLayer, JointFlowBijector
+from emerging.flows.lipschitz import ACTIVATIONS, Activation, SpectralNormConv2D, SpectralNormDense
+
+N_DISTS = ('poisson', 'geometric')
+POISSON_LAMBDA, GEOMETRIC_P = 2., 0.5
+EVAL_EXACT_TERMS = 20
+INVERSE_TOL, INVERSE_MAX_ITERATIONS = 1e-5, 1000
+
+
+def roulette_weights(n_terms_drawn, n_exact, n_dist):
+    """(n, w): the number of terms and w_k for k = 1..n [n] of one Russian-roulette draw.
+    `n_terms_drawn`: int32 [m] draws of N."""
+    n = tf.reduce_max(n_terms_drawn) + n_exact
+    k = tf.range(1, n + 1)
+    beyond = tf.cast(k - n_exact, tf.float32)  # the draw must reach k - n_exact
+    reached = tf.reduce_mean(tf.cast(n_terms_drawn[None, :] >= (k - n_exact)[:, None], tf.float32), axis=1)
+    if n_dist == 'poisson':
+        # P(N >= j) = 1 - sum_{i<j} e^-lam lam^i / i! = the regularised lower incomplete gamma P(j, lam), j >= 1
+        p_reach = tf.math.igamma(tf.maximum(beyond, 1.), POISSON_LAMBDA)
+    else:
+        # numpy's geometric counts trials, N >= 1: P(N >= j) = (1 - p)^(j - 1)
+        p_reach = tf.pow(1. - GEOMETRIC_P, tf.maximum(beyond - 1., 0.))
+    return n, tf.where(beyond <= 0., tf.ones_like(reached), reached / p_reach)
+
+
+def draw_terms(n_samples, n_dist):
+    if n_dist == 'poisson':
+        return tf.cast(tf.random.poisson([n_samples], POISSON_LAMBDA), tf.int32)
+    uniform = tf.random.uniform([n_samples], minval=1e-7, maxval=1.)
+    return tf.cast(tf.floor(tf.math.log(uniform) / np.log(1. - GEOMETRIC_P)), tf.int32) + 1
+
+
+class ResidualBlockBijector(JointFlowBijector):
+    """TFP direction: forward = latent -> data (fixed point), inverse = data -> latent (x + g(x)).
+    Condition `training=True` selects the training estimator and updates the spectral norms;
+    `map_only=True` (encoding, decoding, sampling) skips the log-det estimate and returns 0 for it."""
+
+    def __init__(self, block: 'ResidualBlock', validate_args=False, name='residual'):
+        parameters = dict(locals())
+        self._block = block
+        super().__init__(parameters=parameters, name=name, validate_args=validate_args)
+
+    def inverse_and_log_det(self, y, training=False, map_only=False, **condition):
+        if map_only:
+            return y + self._block.g(y), tf.zeros(tf.shape(y)[:1])
+        return self._block.forward_and_log_det(y, training=bool(training))
+
+    def forward_and_log_det(self, x, training=False, map_only=False, **condition):
+        y = self._block.invert(x)
+        if map_only:
+            return y, tf.zeros(tf.shape(x)[:1])
+        return y, -self._block.forward_and_log_det(y, training=False)[1]
+
+
+class ResidualBlock(FlowLayer):
+    """z = x + g(x) on [N, H, W, C], g a spectrally normalised network (see the module docstring)."""
+
+    def __init__(self, hidden: int = 512, kernels: str = '3-1-3', activation: str = 'swish', fc: bool = False,
+                 preact: bool = True, coeff: float = 0.98, n_lipschitz_iters: int | None = None,
+                 sn_tol: float = 1e-3, n_power_series: int | None = None, n_dist: str = 'poisson',
+                 n_samples: int = 1, n_exact_terms: int = 2, neumann_grad: bool = True,
+                 grad_in_forward: bool = False, rng: np.random.Generator | None = None, name: str = 'resblock',
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        try:
+            self.kernel_sizes = [int(k) for k in kernels.split('-')]
+        except ValueError:
+            raise ValueError(f'{name}: kernels must be sizes joined by "-" (e.g. 3-1-3), got {kernels!r}') from None
+        if len(self.kernel_sizes) < 2:
+            raise ValueError(f'{name}: kernels needs at least two layers, got {kernels!r}')
+        if activation not in ACTIVATIONS:
+            raise ValueError(f'{name}: unknown activation {activation!r}; allowed: {", ".join(ACTIVATIONS)}')
+        if n_dist not in N_DISTS:
+            raise ValueError(f'{name}: unknown n_dist {n_dist!r}; allowed: {", ".join(N_DISTS)}')
+        if not 0. < coeff < 1.:
+            raise ValueError(f'{name}: coeff must be in (0, 1) for an invertible block, got {coeff}')
+        if hidden < 1 or n_samples < 1 or n_exact_terms < 0:
+            raise ValueError(f'{name}: hidden and n_samples must be positive and n_exact_terms >= 0')
+        if n_power_series is not None and n_power_series < 1:
+            raise ValueError(f'{name}: n_power_series must be positive or None, got {n_power_series}')
+        self.hidden, self.activation, self.fc, self.preact = int(hidden), activation, bool(fc), bool(preact)
+        self.coeff, self.n_lipschitz_iters, self.sn_tol = coeff, n_lipschitz_iters, sn_tol
+        self.n_power_series, self.n_dist, self.n_samples = n_power_series, n_dist, int(n_samples)
+        self.n_exact_terms, self.neumann_grad = int(n_exact_terms), bool(neumann_grad)
+        self.grad_in_forward = bool(grad_in_forward)
+        self._rng = rng if rng is not None else np.random.default_rng()
+
+    def build(self, input_shape):
+        shape = tf.TensorShape(input_shape)
+        if shape.rank != 4 or any(d is None for d in shape[1:]):
+            raise ValueError(f'{self.name}: expected an NHWC input shape with known H, W, C, got {shape}')
+        self.event_shape = shape[1:].as_list()
+        n_layers = len(self.kernel_sizes)
+        sn = dict(coeff=self.coeff, n_iterations=self.n_lipschitz_iters, tol=self.sn_tol, rng=self._rng)
+        channels = self.event_shape[-1]
+        if self.fc:
+            dims = int(np.prod(self.event_shape))
+            widths = [self.hidden] * (n_layers - 1) + [dims]
+            self.linears = [SpectralNormDense(w, name=f'dense{i}', **sn) for i, w in enumerate(widths)]
+            in_shapes = [[None, dims]] + [[None, self.hidden]] * (n_layers - 1)
+        else:
+            widths = [self.hidden] * (n_layers - 1) + [channels]
+            self.linears = [SpectralNormConv2D(w, k, name=f'conv{i}', **sn)
+                            for i, (w, k) in enumerate(zip(widths, self.kernel_sizes))]
+            h, w = self.event_shape[:2]
+            in_shapes = [[None, h, w, channels]] + [[None, h, w, self.hidden]] * (n_layers - 1)
+        # activations[i] comes before linears[i]; None where there is none
+        self.activations = [Activation(self.activation, name=f'act{i}') if i > 0 or self.preact else None
+                            for i in range(n_layers)]
+        for layer, in_shape in zip(self.linears, in_shapes):
+            layer.build(in_shape)
+        self.built = True
+
+    def make_bijector(self):
+        return ResidualBlockBijector(self, name=self.name)
+
+    # ---- g, its vector-Jacobian product and the estimators ------------------------------------------
+    def params(self, update: bool = False) -> list:
+        """Every tensor g reads: per layer [activation params..., kernel, bias]."""
+        tensors = []
+        for act, linear in zip(self.activations, self.linears):
+            tensors += (act.params() if act is not None else []) + linear.params(update)
+        return tensors
+
+    def _unpack(self, params):
+        out, i = [], 0
+        for act in self.activations:
+            n_act = 0 if act is None else act.n_params
+            out.append((params[i:i + n_act], params[i + n_act:i + n_act + 2]))
+            i += n_act + 2
+        return out
+
+    def g_and_vjp(self, x, params):
+        """g(x) [N, H, W, C] and a function u -> u^T J at x (same shapes)."""
+        h = tf.reshape(x, [-1, int(np.prod(self.event_shape))]) if self.fc else x
+        derivatives, unpacked = [], self._unpack(params)
+        for act, linear, (act_params, lin_params) in zip(self.activations, self.linears, unpacked):
+            if act is not None:
+                derivatives.append(act.derivative(h, act_params))
+                h = act.apply(h, act_params)
+            else:
+                derivatives.append(None)
+            h = linear.apply(h, lin_params)
+        g = tf.reshape(h, tf.shape(x)) if self.fc else h
+
+        def vjp(u):
+            t = tf.reshape(u, [-1, int(np.prod(self.event_shape))]) if self.fc else u
+            for linear, derivative, (_, lin_params) in reversed(list(zip(self.linears, derivatives, unpacked))):
+                t = linear.apply_transpose(t, lin_params)
+                if derivative is not None:
+                    t = t * derivative
+            return tf.reshape(t, tf.shape(u)) if self.fc else t
+
+        return g, vjp
+
+    def g(self, x, params=None):
+        return self.g_and_vjp(x, self.params() if params is None else params)[0]
+
+    def _series(self, vjp, v, n, weights, differentiable):
+        """(sum_k (-1)^(k+1)/k w_k v^T J^k v [N], w = sum_{k=0}^{n} (-1)^k w_k v^T J^k)."""
+        dot = lambda a, b: tf.reduce_sum(tf.reshape(a * b, [tf.shape(a)[0], -1]), axis=1)
+        if differentiable and isinstance(n, int):
+            u, log_det = v, 0.
+            for k in range(1, n + 1):
+                u = vjp(u)
+                log_det += (-1) ** (k + 1) / k * weights[k - 1] * dot(u, v)
+            return log_det, None
+
+        def body(k, u, log_det, neumann):
+            u = vjp(u)
+            sign = tf.where(k % 2 == 1, 1., -1.)
+            w_k = tf.gather(weights, k - 1)
+            return (k + 1, u, log_det + sign / tf.cast(k, tf.float32) * w_k * dot(u, v),
+                    neumann - sign * w_k * u)
+
+        zeros = tf.zeros(tf.shape(v)[:1])
+        _, _, log_det, neumann = tf.while_loop(lambda k, *_: k <= n, body, (tf.constant(1), v, zeros, v))
+        return log_det, neumann
+
+    def _terms(self, training):
+        if training and self.n_power_series is not None:
+            return self.n_power_series, tf.ones([self.n_power_series])
+        n_exact = self.n_exact_terms if training else EVAL_EXACT_TERMS
+        return roulette_weights(draw_terms(self.n_samples, self.n_dist), n_exact, self.n_dist)
+
+    def _log_det(self, x, params, training):
+        """(g(x), log-det estimate) as functions of x and params, for the chosen estimator."""
+        g, vjp = self.g_and_vjp(x, params)
+        v = tf.random.normal(tf.shape(x))
+        n, weights = self._terms(training)
+        if not training:
+            return g, tf.stop_gradient(self._series(vjp, v, n, weights, differentiable=False)[0])
+        if not self.neumann_grad:
+            return g, self._series(vjp, v, n, weights, differentiable=True)[0]
+        value, neumann = self._series(lambda u: vjp(tf.stop_gradient(u)), v, n, weights, differentiable=False)
+        value, neumann = tf.stop_gradient(value), tf.stop_gradient(neumann)
+        surrogate = tf.reduce_sum(tf.reshape(vjp(neumann) * v, [tf.shape(x)[0], -1]), axis=1)
+        return g, value + surrogate - tf.stop_gradient(surrogate)
+
+    def forward_and_log_det(self, x, training=False):
+        """Data -> latent: (x + g(x), log-det estimate [N])."""
+        params = self.params(update=training)
+        if not (training and self.grad_in_forward):
+            g, log_det = self._log_det(x, params, training)
+            return x + g, log_det
+        return self._grad_in_forward(x, params)
+
+    def _grad_in_forward(self, x, params):
+        @tf.custom_gradient
+        def block(x, *params):
+            with tf.GradientTape() as tape:
+                tape.watch([x, *params])
+                g, log_det = self._log_det(x, list(params), training=True)
+            grads = tape.gradient(log_det, [x, *params], unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+            def backward(dz, dlog_det):
+                with tf.GradientTape() as recompute:
+                    recompute.watch([x, *params])
+                    g_again = self.g(x, list(params))
+                dg = recompute.gradient(g_again, [x, *params], output_gradients=dz,
+                                        unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                # every example's log-det has the same weight in the loss (a batch mean): see the docstring
+                scale = tf.reduce_mean(dlog_det)
+                dx = dz + dg[0] + grads[0] * tf.reshape(dlog_det, [-1, 1, 1, 1])
+                return [dx] + [a + b * scale for a, b in zip(dg[1:], grads[1:])]
+
+            return (x + tf.stop_gradient(g), tf.stop_gradient(log_det)), backward
+
+        return block(x, *params)
+
+    def invert(self, z):
+        """Latent -> data by the fixed-point iteration x = z - g(x)."""
+        params = self.params()
+        tol = INVERSE_TOL + tf.abs(z) * INVERSE_TOL
+
+        def body(i, x, x_prev):
+            return i + 1, z - self.g(x, params), x
+
+        def not_converged(i, x, x_prev):
+            return tf.logical_and(i < INVERSE_MAX_ITERATIONS, tf.reduce_any(tf.abs(x - x_prev) > tol))
+
+        _, x, _ = tf.while_loop(not_converged, body, (tf.constant(0), z - self.g(z, params), z))
+        return x
+
+    def brute_force_log_det(self, x):
+        """log|det(I + dg/dx)| per example from the full Jacobian (x [N, H, W, C], small)."""
+        params = self.params()
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            g = tf.reshape(self.g(x, params), [tf.shape(x)[0], -1])
+        jacobian = tape.batch_jacobian(g, x)
+        jacobian = tf.reshape(jacobian, [tf.shape(x)[0], g.shape[1], g.shape[1]])
+        return tf.linalg.slogdet(tf.eye(g.shape[1]) + jacobian)[1]
+
+    def jacobian_g(self, x):
+        """dg/dx [N, D, D] (small inputs, tests)."""
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            g = tf.reshape(self.g(x), [tf.shape(x)[0], -1])
+        return tf.reshape(tape.batch_jacobian(g, x), [tf.shape(x)[0], g.shape[1], g.shape[1]])
+
+    # ---- lipschitz bookkeeping ---------------------------------------------------------------------
+    def update_spectral_norms(self, max_iterations=None):
+        """Run every layer's power iteration (until `sn_tol`, or `max_iterations`)."""
+        for linear in self.linears:
+            linear.update_vectors(max_iterations)
+
+    def initialize(self, x, **condition):
+        """Converge the spectral norms (no data-dependent weights here); returns x + g(x)."""
+        self.update_spectral_norms()
+        return x + self.g(x)
