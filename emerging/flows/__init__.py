@@ -3,6 +3,7 @@ them (`layer.bijector`); see base.py for the contract they share."""
 from emerging.flows.actnorm import ActNorm, ActNormBijector
 from emerging.flows.autoregressive import Autoregressive, AutoregressiveBijector
 from emerging.flows.base import FlowBijector, FlowChain, FlowLayer, FlowSequence, JointFlowBijector
+from emerging.flows.bnaf import BNAFBijector, BNAFFlow, BNAFNetwork, MaskedWeight
 from emerging.flows.conv1x1 import (InvertibleConv1x1, PlainConv1x1Bijector, PLUConv1x1Bijector,
                                     QRConv1x1Bijector)
 from emerging.flows.coupling import Coupling, CouplingBijector, CouplingNetwork
@@ -18,12 +19,13 @@ from emerging.flows.squeeze import Squeezed, SqueezedBijector, squeeze2d, unsque
 from emerging.flows.step import FlowStep
 
 __all__ = [
-    'Activation', 'ActNorm', 'ActNormBijector', 'Autoregressive', 'AutoregressiveBijector',
-    'ChannelPermuteBijector', 'Classifier', 'Coupling', 'CouplingBijector', 'CouplingNetwork', 'EmergingConv',
-    'EmergingConvBijector', 'FirstHalf', 'FirstHalfBijector', 'FlowBijector', 'FlowChain', 'FlowLayer',
-    'FlowSequence', 'FlowStep', 'InvertibleConv1x1', 'JointFlowBijector', 'LogitBijector', 'LogitTransform',
-    'PeriodicConv', 'PeriodicConvBijector', 'PlainConv1x1Bijector', 'PLUConv1x1Bijector', 'QRConv1x1Bijector',
-    'ResidualBlock', 'ResidualBlockBijector', 'Reverse', 'ReverseBijector', 'Shuffle', 'SpectralNormConv2D',
-    'SpectralNormDense', 'SplitPrior', 'SplitPriorBijector', 'squeeze2d', 'Squeezed', 'SqueezedBijector',
-    'standardize', 'TopPrior', 'TopPriorBijector', 'unsqueeze2d', 'unstandardize',
+    'Activation', 'ActNorm', 'ActNormBijector', 'Autoregressive', 'AutoregressiveBijector', 'BNAFBijector',
+    'BNAFFlow', 'BNAFNetwork', 'ChannelPermuteBijector', 'Classifier', 'Coupling', 'CouplingBijector',
+    'CouplingNetwork', 'EmergingConv', 'EmergingConvBijector', 'FirstHalf', 'FirstHalfBijector', 'FlowBijector',
+    'FlowChain', 'FlowLayer', 'FlowSequence', 'FlowStep', 'InvertibleConv1x1', 'JointFlowBijector', 'LogitBijector',
+    'LogitTransform', 'MaskedWeight', 'PeriodicConv', 'PeriodicConvBijector', 'PlainConv1x1Bijector',
+    'PLUConv1x1Bijector', 'QRConv1x1Bijector', 'ResidualBlock', 'ResidualBlockBijector', 'Reverse',
+    'ReverseBijector', 'Shuffle', 'SpectralNormConv2D', 'SpectralNormDense', 'SplitPrior', 'SplitPriorBijector',
+    'squeeze2d', 'Squeezed', 'SqueezedBijector', 'standardize', 'TopPrior', 'TopPriorBijector', 'unsqueeze2d',
+    'unstandardize',
 ]
