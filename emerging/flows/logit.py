@@ -21,8 +21,8 @@ class LogitBijector(FlowBijector):
 
     def __init__(self, alpha=0.05, validate_args=False, name='logit'):
         parameters = dict(locals())
-        if not 0. <= alpha < 0.5:
-            raise ValueError(f'{name}: alpha must be in [0, 0.5), got {alpha}')
+        if not 0. < alpha < 0.5:
+            raise ValueError(f'{name}: alpha must be in (0, 0.5) (x = 0 must map to a finite z), got {alpha}')
         self._alpha = float(alpha)
         super().__init__(parameters=parameters, name=name, validate_args=validate_args)
 
@@ -50,8 +50,8 @@ class LogitTransform(FlowLayer):
 
     def __init__(self, alpha=0.05, name='logit', **kwargs):
         super().__init__(name=name, **kwargs)
-        if not 0. <= alpha < 0.5:
-            raise ValueError(f'{name}: alpha must be in [0, 0.5), got {alpha}')
+        if not 0. < alpha < 0.5:
+            raise ValueError(f'{name}: alpha must be in (0, 0.5) (x = 0 must map to a finite z), got {alpha}')
         self.alpha = float(alpha)
 
     def build(self, input_shape):
