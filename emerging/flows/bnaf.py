@@ -28,7 +28,9 @@ makes every y_i grow at least like (1 - sigma(c)) x_i, so the map is onto R^d.
 
 `BNAFBijector` (event ndims 1) has forward = this network (data -> latent for
 density estimation, with the exact log-det; the sampling direction of a flow
-trained by reverse KL) and inverse by a monotone root find per dimension, in
+trained by reverse KL) and inverse by a monotone root find per dimension (it
+defines no inverse log-det: TFP takes minus the forward one at the input it
+cached or found, so gradients never go through the root find), in
 the autoregressive order 1..d: each x_i is bracketed (the bracket doubled
 until it holds y_i) and bisected, vectorised over the batch, to
 |x_i - x_i*| <= 1e-6 (1 + |x_i|) at most.  `BNAFFlow` stacks networks with a
@@ -112,9 +114,6 @@ class BNAFBijector(tfb.Bijector):
 
     def _inverse(self, y):
         return self._flat(y, lambda t: (self._network.invert(t),))[0]
-
-    def _inverse_log_det_jacobian(self, y):
-        return -self._forward_log_det_jacobian(self._inverse(y))
 
 
 class BNAFNetwork(tf_keras.layers.Layer):
