@@ -21,7 +21,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data_utils import toy2d  # noqa: E402
-from emerging.toy import FLOWS  # noqa: E402
+from emerging.vector_flows import FLOWS  # noqa: E402
 
 LIMIT, RESOLUTION, N_TEST = 4.5, 150, 10000
 
@@ -35,7 +35,7 @@ def build_parser():
     p.add_argument('--dataset', default='8gaussians', choices=toy2d.DATASETS + toy2d.ENERGIES)
     p.add_argument('--flow', default='bnaf', choices=FLOWS)
     p.add_argument('--n_steps', type=int, default=20000)
-    p.add_argument('--n_hidden', type=int, default=1, help='hidden layers per network')
+    p.add_argument('--n_hidden', type=int, default=2, help='tanh hidden layers per network')
     p.add_argument('--hidden_dim', type=int, default=50, help='hidden units (per dimension for BNAF)')
     p.add_argument('--batch_size', type=int, default=200)
     p.add_argument('--lr', type=float, default=1e-2)
@@ -73,10 +73,10 @@ def main(argv=None):
     import tensorflow as tf
     import tf_keras
 
-    from emerging.toy import Plateau, build_flow
+    from emerging.vector_flows import Plateau, build_flow
 
     energy_mode = args.dataset in toy2d.ENERGIES
-    flow = build_flow(args.flow, args.hidden_dim, args.n_hidden, args.seed)
+    flow = build_flow(args.flow, 2, args.hidden_dim, args.n_hidden, seed=args.seed)
     optimizer = tf_keras.optimizers.Adam(args.lr, amsgrad=True)
     checkpoint = tf.train.Checkpoint(variables=flow.variables, optimizer=optimizer)
     if args.restore_file:
@@ -146,7 +146,8 @@ def main(argv=None):
                             else np.zeros([args.batch_size, 2]), tf.float32)
             start = time.time()
             loss = float(train_step(x, tf.constant(lr, tf.float32)))
-            train_time += time.time() - start
+            if step > 1:  # the first call traces
+                train_time += time.time() - start
             if not math.isfinite(loss):
                 print(f'toy_density.py: error: the loss is not finite at step {step}', file=sys.stderr)
                 return 3
@@ -154,7 +155,8 @@ def main(argv=None):
             if step % args.log_interval == 0 or step == args.n_steps:
                 print(f'step {step}: loss {loss:.4f}, lr {lr:.2g}, {plot(step)}', flush=True)
         print(f'checkpoint: {checkpoint.write(os.path.join(args.output_dir, "checkpoint"))}')
-        print(f'parameters: {flow.parameter_count:,}; train steps/s: {args.n_steps / train_time:.0f}')
+        steps_per_second = (args.n_steps - 1) / train_time if args.n_steps > 1 else float('nan')
+        print(f'parameters: {flow.parameter_count:,}; train steps/s: {steps_per_second:.0f}')
     else:
         print(f'plot: {plot(0)}')
     if energy_mode:

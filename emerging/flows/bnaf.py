@@ -22,9 +22,11 @@ derivatives along the chain, accumulated in log space:
     log tanh'(u) = -2 (u - log 2 + softplus(-2 u))
 
 with log W_l(i) = s + V_ii - log ||row|| on the diagonal blocks, so
-log|det df/dx| = sum_i G_L[i].  The gated residual (`residual='gated'`):
-y = sigma(c) f(x) + (1 - sigma(c)) x, log dy_i/dx_i = softplus(G_i + c) - softplus(c),
-makes every y_i grow at least like (1 - sigma(c)) x_i, so the map is onto R^d.
+log|det df/dx| = sum_i G_L[i].  The residuals make every y_i grow at least
+linearly in x_i, so the map is onto R^d (without one f is bounded in x_i):
+`residual='normal'`: y = f(x) + x, log dy_i/dx_i = softplus(G_i);
+`residual='gated'`: y = sigma(c) f(x) + (1 - sigma(c)) x with a learned c,
+log dy_i/dx_i = softplus(G_i + c) - softplus(c).
 
 `BNAFBijector` (event ndims 1) has forward = this network (data -> latent for
 density estimation, with the exact log-det; the sampling direction of a flow
@@ -47,7 +49,7 @@ import tensorflow_probability as tfp
 import tf_keras
 
 tfb = tfp.bijectors
-RESIDUALS = (None, 'gated')
+RESIDUALS = (None, 'normal', 'gated')
 BISECTION_STEPS = 60
 
 
@@ -126,7 +128,7 @@ class BNAFNetwork(tf_keras.layers.Layer):
             raise ValueError(f'{name}: needs dims >= 1, hidden >= 1 and n_layers >= 2, got {dims}, {hidden}, '
                              f'{n_layers}')
         if residual not in RESIDUALS:
-            raise ValueError(f'{name}: residual must be None or gated, got {residual!r}')
+            raise ValueError(f'{name}: residual must be one of {RESIDUALS}, got {residual!r}')
         rng = rng if rng is not None else np.random.default_rng()
         self.dims, self.residual = int(dims), residual
         widths = [1] + [int(hidden)] * (n_layers - 1) + [1]
@@ -161,8 +163,10 @@ class BNAFNetwork(tf_keras.layers.Layer):
             else:
                 h = pre
         log_diag = tf.reshape(log_grad, [-1, self.dims])
-        if self.gate is None:
+        if self.residual is None:
             return h, tf.reduce_sum(log_diag, axis=1)
+        if self.residual == 'normal':
+            return h + x, tf.reduce_sum(tf.nn.softplus(log_diag), axis=1)
         mix = tf.sigmoid(self.gate)
         y = mix * h + (1. - mix) * x
         return y, tf.reduce_sum(tf.nn.softplus(log_diag + self.gate) - tf.nn.softplus(self.gate), axis=1)

@@ -295,13 +295,8 @@ class ResidualBlock(FlowLayer):
 
     def brute_force_log_det(self, x):
         """log|det(I + dg/dx)| per example from the full Jacobian (x [N, H, W, C], small)."""
-        params = self.params()
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            g = tf.reshape(self.g(x, params), [tf.shape(x)[0], -1])
-        jacobian = tape.batch_jacobian(g, x)
-        jacobian = tf.reshape(jacobian, [tf.shape(x)[0], g.shape[1], g.shape[1]])
-        return tf.linalg.slogdet(tf.eye(g.shape[1]) + jacobian)[1]
+        jacobian = self.jacobian_g(x)
+        return tf.linalg.slogdet(tf.eye(jacobian.shape[1]) + jacobian)[1]
 
     def jacobian_g(self, x):
         """dg/dx [N, D, D] (small inputs, tests)."""
