@@ -22,6 +22,9 @@ a K=32 train step in a fresh process per setting, its peak tensor memory
 (TensorFlow's allocator statistics) with and without gradient checkpointing.  Pipeline: images/s of the TFRecord input
 pipeline alone (shards written by this script) against the train step.
 
+Peak: the best float32 GFLOP/s of a 4096x4096 matrix product measured in the same run; the 1x1 step's FLOPs are
+counted from the layer shapes (`step_gflop`), and `fraction of fp32 peak: <P>` is its GFLOP/s over that peak.
+
 The last line is `train throughput vs tfb.Glow: <X>x`.
 """
 import argparse
@@ -97,6 +100,34 @@ def tfb_glow_step(args, x):
     step(x_float)  # builds the networks and the optimiser slots
     n_params = sum(int(np.prod(v.shape)) for v in glow.trainable_variables)
     return (lambda: step(x_float).numpy()), n_params
+
+
+def step_gflop(batch, depth, width, image_shape=IMAGE_SHAPE, levels=LEVELS):
+    """GFLOP of one 1x1-model train step, counted from the layer shapes (multiply-adds as 2 FLOPs): per flow step
+    at h x w x c (after each level's squeeze) the coupling network's 3x3 c/2 -> width, 1x1 width -> width and
+    3x3 width -> c convolutions and the invertible 1x1 convolution c -> c; per split the prior's 3x3 c/2 -> c
+    convolution; the backward pass twice the forward (input and weight gradients).  Element-wise work (actnorm,
+    activations, log-dets) is left out, so the fraction of peak is an upper bound of the matrix work's share."""
+    height, _, channels = image_shape
+    forward = 0.
+    for level in range(levels):
+        height, channels = height // 2, channels * 4
+        pixels = height * height
+        per_step = 9 * (channels // 2) * width + width * width + 9 * width * channels + channels * channels
+        forward += 2. * pixels * depth * per_step
+        if level < levels - 1:
+            forward += 2. * pixels * 9 * (channels // 2) * channels
+            channels //= 2
+    return 3. * forward * batch / 1e9
+
+
+def matmul_peak_gflops(n=4096, repeats=5):
+    """The best GFLOP/s of an n x n float32 matrix product (the machine's practical peak)."""
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+    product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    seconds = timed_rounds({'matmul': lambda: product().numpy()}, 2, repeats)['matmul']
+    return 2. * n ** 3 / seconds / 1e9
 
 
 def timed_rounds(candidates, steps, repeats):
@@ -213,6 +244,12 @@ def main():
     for name, value in seconds.items():
         print(f'{name:<24} | {params[name]:>10,} | {value:7.3f} | {args.batch / value:8.1f} | '
               f'{base / value:10.2f}x | {value / ours:10.2f}x')
+
+    gflop, peak = step_gflop(args.batch, args.depth, args.width), matmul_peak_gflops()
+    fraction = gflop / ours / peak
+    print(f'\n1x1 step: {gflop:.1f} GFLOP (convolutions and matrix products, forward and backward) at '
+          f'{gflop / ours:.0f} GFLOP/s; float32 4096x4096 matmul: {peak:.0f} GFLOP/s')
+    print(f'fraction of fp32 peak: {fraction:.2f}')
 
     y100 = tf.zeros([100], tf.int32)
     temperature = tf.ones([100])

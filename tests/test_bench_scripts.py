@@ -25,7 +25,48 @@ def test_bench_train_prints_every_table_and_the_summary_line():
                 'ours emerging, XLA', 'ours 1x1, bfloat16', 'ours emerging, bfloat16'):
         assert row in out
     assert 'sample 100 images' in out and 'input pipeline alone' in out
+    assert re.search(r'^fraction of fp32 peak: \d+\.\d\d$', out, re.M)
     assert re.search(r'^train throughput vs tfb\.Glow: \d+\.\d\dx$', out.strip().splitlines()[-1])
+
+
+def test_step_flops_match_tensorflows_count_of_the_forward_pass():
+    """The analytic count (a third of the step's: forward only) against TensorFlow's own FLOP statistics of the
+    model's traced forward pass, per image (the difference of two batch sizes, so that the weight-side products,
+    which do not grow with the batch, drop out; the element-wise work it adds is small)."""
+    import numpy as np
+    import tensorflow as tf
+    from emerging.config import ModelConfig
+    from emerging.model import Glow
+    sys.path.insert(0, os.path.join(ROOT, 'scripts'))
+    from bench_train import step_gflop
+
+    depth, width, shape = 2, 32, (16, 16, 3)
+    model = Glow(ModelConfig(image_shape=shape, n_levels=3, depth=depth, width=width, flow_permutation=2,
+                             flow_coupling=1, learnprior=True))
+    images = np.random.default_rng(0).integers(0, 256, [4, *shape]).astype(np.uint8)
+    model.initialize(tf.constant(images))
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options['output'] = 'none'
+
+    def counted(batch):
+        forward = tf.function(lambda x: model.losses_per_example(x)['loss'])
+        graph = forward.get_concrete_function(tf.constant(images[:batch])).graph
+        return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+
+    per_two_images = counted(4) - counted(2)
+    analytic = step_gflop(2, depth, width, image_shape=shape) / 3. * 1e9
+    assert 0.95 * per_two_images <= analytic <= per_two_images, (analytic, per_two_images)
+
+
+def test_bench_sampling_prints_the_ratios_profiles_and_the_summary_line(tmp_path):
+    out = run_script('bench_sampling.py', '--sizes', '8,16', '--widths', '8', '--batch', '2', '--depth', '1',
+                     '--levels', '2', '--repeats', '1', '--profile', str(tmp_path))
+    rows = re.findall(r'^ +8 \| +(8x8|16x16) +\| .* \| +\d+\.\d\dx \| +\d+\.\d\dx$', out, re.M)
+    assert rows == ['8x8', '16x16'], out
+    for name in ('1x1', 'emerging', 'periodic'):
+        assert re.search(rf'^{name}: \d+\.\d ms of op time per call; \w+', out, re.M), out
+    assert re.search(r'^max sampling ratio vs 1x1: emerging \d+\.\d\dx, periodic \d+\.\d\dx$',
+                     out.strip().splitlines()[-1])
 
 
 def test_bench_horovod_runs_one_and_two_processes():

