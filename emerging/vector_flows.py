@@ -128,6 +128,24 @@ def build_flow(kind: str, dims: int = 2, hidden_dim: int = 50, n_hidden: int = 2
     return VectorFlow(kind, dims, variables, bijector, sampler, _count(variables))
 
 
+def clipped_train_step(loss_fn, variables, optimizer, clip_norm, after_update=None):
+    """A compiled step `(x, lr) -> loss`: the learning rate assigned, the gradients of `loss_fn(x)` clipped to global
+    norm `clip_norm` and applied by `optimizer`, then `after_update()` (e.g. a Polyak update) if given."""
+
+    @tf.function(reduce_retracing=True)
+    def step(x, lr):
+        optimizer.learning_rate.assign(lr)
+        with tf.GradientTape() as tape:
+            loss = loss_fn(x)
+        grads, _ = tf.clip_by_global_norm(tape.gradient(loss, variables), clip_norm)
+        optimizer.apply_gradients(zip(grads, variables))
+        if after_update is not None:
+            after_update()
+        return loss
+
+    return step
+
+
 class Plateau:
     """PyTorch's ReduceLROnPlateau in absolute mode, as the BNAF code uses it, one `step` per loss: a new best is
     below the best by more than `threshold`; after more than `patience` steps without one the learning rate is

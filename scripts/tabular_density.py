@@ -67,7 +67,6 @@ def check(args):
         raise ValueError(f'--polyak must be in [0, 1), got {args.polyak}')
     if not os.path.isdir(args.data_dir):
         raise FileNotFoundError(f'--data_dir {args.data_dir}: no such directory')
-    tabular.paths(args.dataset, args.data_dir)
 
 
 def main(argv=None):
@@ -82,7 +81,7 @@ def main(argv=None):
     import tensorflow as tf
     import tf_keras
 
-    from emerging.vector_flows import Plateau, PolyakAverage, build_flow
+    from emerging.vector_flows import Plateau, PolyakAverage, build_flow, clipped_train_step
 
     dims = train.shape[1]
     print(f'{args.dataset}: d = {dims}, train {len(train):,}, validation {len(validation):,}, test {len(test):,}')
@@ -98,15 +97,8 @@ def main(argv=None):
     best_path = os.path.join(args.output_dir, 'best')
     writer = tf.summary.create_file_writer(args.output_dir)
 
-    @tf.function(reduce_retracing=True)
-    def train_step(x, lr):
-        optimizer.learning_rate.assign(lr)
-        with tf.GradientTape() as tape:
-            loss = -tf.reduce_mean(density.log_prob(x))
-        grads, _ = tf.clip_by_global_norm(tape.gradient(loss, variables), args.clip_norm)
-        optimizer.apply_gradients(zip(grads, variables))
-        polyak.update()
-        return loss
+    train_step = clipped_train_step(lambda x: -tf.reduce_mean(density.log_prob(x)), variables, optimizer,
+                                    args.clip_norm, after_update=polyak.update)
 
     log_prob = tf.function(density.log_prob, reduce_retracing=True)
 

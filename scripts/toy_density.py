@@ -73,7 +73,7 @@ def main(argv=None):
     import tensorflow as tf
     import tf_keras
 
-    from emerging.vector_flows import Plateau, build_flow
+    from emerging.vector_flows import Plateau, build_flow, clipped_train_step
 
     energy_mode = args.dataset in toy2d.ENERGIES
     flow = build_flow(args.flow, 2, args.hidden_dim, args.n_hidden, seed=args.seed)
@@ -93,15 +93,7 @@ def main(argv=None):
             return tf.reduce_mean(q.log_prob(points) + toy2d.energy(args.dataset, points, xp=xp))
         return -tf.reduce_mean(flow.density_distribution().log_prob(x))
 
-    @tf.function
-    def train_step(x, lr):
-        optimizer.learning_rate.assign(lr)
-        with tf.GradientTape() as tape:
-            loss = loss_fn(x)
-        grads = tape.gradient(loss, flow.variables)
-        grads, _ = tf.clip_by_global_norm(grads, args.clip_norm)
-        optimizer.apply_gradients(zip(grads, flow.variables))
-        return loss
+    train_step = clipped_train_step(loss_fn, flow.variables, optimizer, args.clip_norm)
 
     def plot(step):
         import matplotlib

@@ -3,8 +3,9 @@ schedule, the Polyak average."""
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
-from emerging.vector_flows import FLOWS, Plateau, PolyakAverage, build_flow
+from emerging.vector_flows import FLOWS, Plateau, PolyakAverage, build_flow, clipped_train_step
 
 
 @pytest.mark.parametrize('dims', [2, 6])
@@ -77,3 +78,15 @@ def test_polyak_average_is_debiased_and_swaps_back():
     np.testing.assert_array_equal(w.numpy(), [4., 8.])
     with pytest.raises(ValueError, match='Polyak decay'):
         PolyakAverage([w], decay=1.)
+
+
+def test_clipped_train_step_applies_the_clipped_gradient_then_the_hook():
+    w = tf.Variable([3., 4.])
+    calls = tf.Variable(0)
+    optimizer = tf_keras.optimizers.SGD(1.)
+    step = clipped_train_step(lambda x: tf.reduce_sum(w * x), [w], optimizer, clip_norm=1.,
+                              after_update=lambda: calls.assign_add(1))
+    loss = step(tf.constant([30., 40.]), tf.constant(0.5))  # gradient [30, 40], norm 50 -> [0.6, 0.8]
+    np.testing.assert_allclose(float(loss), 250.)
+    np.testing.assert_allclose(w.numpy(), [3. - 0.5 * 0.6, 4. - 0.5 * 0.8], rtol=1e-6)
+    assert int(calls) == 1 and float(optimizer.learning_rate) == 0.5
