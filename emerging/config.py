@@ -27,6 +27,7 @@ DECOMPOSITIONS = ('', 'PLU', 'LU', 'QR')
 COUPLINGS = {0: 'additive', 1: 'affine'}
 COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
 OPTIMIZERS = ('adam', 'adamax', 'adam2')
+VECTOR_FLOWS = ('bnaf', 'maf', 'realnvp')  # emerging.vector_flows.build_flow's kinds
 LOCAL_BATCH_TEST = {64: 50, 32: 25, 28: 25, 16: 10, 8: 5, 4: 2, 2: 2, 1: 1}
 
 

@@ -31,10 +31,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
+from emerging.config import VECTOR_FLOWS
 from emerging.flows.bnaf import BNAFFlow
 
 tfb, tfd = tfp.bijectors, tfp.distributions
-FLOWS = ('bnaf', 'maf', 'realnvp')
 
 
 @dataclasses.dataclass
@@ -107,8 +107,8 @@ def build_flow(kind: str, dims: int = 2, hidden_dim: int = 50, n_hidden: int = 2
     """BNAF of `n_flows` networks, each with the `residual` (the public code leaves it off the last network; here
     every network keeps it so that the flow maps onto R^d and can be sampled by its inverse), or a MAF / RealNVP
     stack of `baseline_units` (default `hidden_dim`) wide blocks with about BNAF's parameter count."""
-    if kind not in FLOWS:
-        raise ValueError(f'unknown flow {kind!r}; allowed: {", ".join(FLOWS)}')
+    if kind not in VECTOR_FLOWS:
+        raise ValueError(f'unknown flow {kind!r}; allowed: {", ".join(VECTOR_FLOWS)}')
     if min(dims, hidden_dim, n_hidden, n_flows) < 1:
         raise ValueError(f'dims, hidden_dim, n_hidden and n_flows must be positive, got {dims}, {hidden_dim}, '
                          f'{n_hidden}, {n_flows}')

@@ -21,7 +21,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data_utils import tabular  # noqa: E402
-from emerging.vector_flows import FLOWS  # noqa: E402
+from emerging.config import VECTOR_FLOWS  # noqa: E402
 
 RESIDUALS = {'none': None, 'normal': 'normal', 'gated': 'gated'}
 
@@ -30,7 +30,7 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--dataset', required=True, choices=tabular.DATASETS)
     p.add_argument('--data_dir', required=True, help='the extracted data/ folder of the MAF benchmark archive')
-    p.add_argument('--flow', default='bnaf', choices=FLOWS)
+    p.add_argument('--flow', default='bnaf', choices=VECTOR_FLOWS)
     p.add_argument('--learning_rate', type=float, default=1e-2)
     p.add_argument('--batch_dim', type=int, default=200)
     p.add_argument('--clip_norm', type=float, default=0.1)

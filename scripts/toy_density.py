@@ -21,7 +21,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data_utils import toy2d  # noqa: E402
-from emerging.vector_flows import FLOWS  # noqa: E402
+from emerging.config import VECTOR_FLOWS  # noqa: E402
 
 LIMIT, RESOLUTION, N_TEST = 4.5, 150, 10000
 
@@ -33,7 +33,7 @@ def build_parser():
     mode.add_argument('--plot', action='store_true', help='plot (and evaluate) the model of --restore_file')
     p.add_argument('--restore_file', default='', help='checkpoint prefix to start from / to plot')
     p.add_argument('--dataset', default='8gaussians', choices=toy2d.DATASETS + toy2d.ENERGIES)
-    p.add_argument('--flow', default='bnaf', choices=FLOWS)
+    p.add_argument('--flow', default='bnaf', choices=VECTOR_FLOWS)
     p.add_argument('--n_steps', type=int, default=20000)
     p.add_argument('--n_hidden', type=int, default=2, help='tanh hidden layers per network')
     p.add_argument('--hidden_dim', type=int, default=50, help='hidden units (per dimension for BNAF)')

@@ -40,6 +40,23 @@ def emerging_cli(args, timeout=600, check=True):
     return result
 
 
+def script_error_imports(script, args):
+    """Runs scripts/SCRIPT with ARGS, expecting exit code 2; returns (stderr, whether TensorFlow was imported)."""
+    code = ('import runpy, sys\n'
+            f'sys.argv = [{script!r}, *{list(args)!r}]\n'
+            'try:\n'
+            f'    runpy.run_path({os.path.join(ROOT, "scripts", script)!r}, run_name="__main__")\n'
+            'except SystemExit as exit:\n'
+            '    assert exit.code == 2, exit.code\n'
+            'else:\n'
+            '    raise AssertionError("no error")\n'
+            'print("tensorflow" in sys.modules)\n')
+    result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stderr, result.stdout.strip() == 'True'
+
+
 class StubDistributed:
     """Stands in for emerging.distributed.Distributed as process `rank` of `size`, without Horovod."""
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests import tabular_files
-from tests.helpers import ROOT, env
+from tests.helpers import ROOT, env, script_error_imports
 
 pytestmark = pytest.mark.slow  # subprocesses
 
@@ -77,3 +77,10 @@ def test_bad_input_is_a_clear_error(data_dir, tmp_path):
         assert bad.returncode == 2 and flag in bad.stderr, (flag, bad.stderr)
     no_dir = tabular('--dataset', 'power', '--data_dir', str(tmp_path / 'nowhere'), check=False)
     assert no_dir.returncode == 2 and '--data_dir' in no_dir.stderr
+
+
+def test_bad_input_is_reported_before_tensorflow_loads(data_dir, tmp_path):
+    for args in (['--dataset', 'power', '--data_dir', str(tmp_path)], ['--flow', 'glow', '--data_dir', data_dir],
+                 ['--dataset', 'power', '--data_dir', data_dir, '--decay', '0']):
+        stderr, tensorflow_imported = script_error_imports('tabular_density.py', args)
+        assert 'error' in stderr and not tensorflow_imported, (args, stderr)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.helpers import ROOT, env
+from tests.helpers import ROOT, env, script_error_imports
 
 pytestmark = pytest.mark.slow  # subprocesses
 
@@ -53,3 +53,9 @@ def test_energy_training_reports_the_kl_gap(tmp_path):
 def test_bad_input_is_a_clear_error(args, message):
     result = toy(*args, check=False)
     assert result.returncode == 2 and message in result.stderr
+
+
+@pytest.mark.parametrize('args', [['--train', '--dataset', 'spiral'], ['--train', '--n_steps', '0']])
+def test_bad_input_is_reported_before_tensorflow_loads(args):
+    stderr, tensorflow_imported = script_error_imports('toy_density.py', args)
+    assert 'error' in stderr and not tensorflow_imported

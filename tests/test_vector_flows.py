@@ -5,11 +5,12 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from emerging.vector_flows import FLOWS, Plateau, PolyakAverage, build_flow, clipped_train_step
+from emerging.config import VECTOR_FLOWS
+from emerging.vector_flows import Plateau, PolyakAverage, build_flow, clipped_train_step
 
 
 @pytest.mark.parametrize('dims', [2, 6])
-@pytest.mark.parametrize('kind', FLOWS)
+@pytest.mark.parametrize('kind', VECTOR_FLOWS)
 def test_flows_have_the_shapes_finite_gradients_and_about_bnafs_size(kind, dims):
     bnaf_size = build_flow('bnaf', dims, hidden_dim=8, n_hidden=2, n_flows=2).parameter_count
     flow = build_flow(kind, dims, hidden_dim=8, n_hidden=2, n_flows=2, baseline_units=8 * dims)

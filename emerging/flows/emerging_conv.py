@@ -19,14 +19,16 @@ inputs (the live quadrants only).
 Inverse (latent -> data), exact, inside the graph: undo b, solve the W2
 system, then the W1 system.  For the W1 system a pixel (i, j) depends only on
 (i, j+1), (i+1, j) and (i+1, j+1), i.e. on the anti-diagonals i+j+1 and
-i+j+2.  The pixels are gathered once into anti-diagonal order (one [L_d, N, C]
-piece per diagonal) and the anti-diagonals are solved from the last to the
-first: every pixel of one anti-diagonal at once, the neighbours' terms (static
-0/1 row shifts of the two previously solved diagonals times R, B, D)
-subtracted, then multiplied by A^-1, A being the triangular centre tap and A^-1
-coming from one triangular solve over channels.  That is back-substitution in a
-valid order (exact, like the original's per-pixel Cython loop) with H + W - 1
-sequential steps instead of H * W * C.  The W2 system is the same with earlier
+i+j+2.  The system is first multiplied on the right by A^-1, A being the
+triangular centre tap (A^-1 from one triangular solve over channels), so that
+its centre is the identity and its neighbour taps are R A^-1, B A^-1, D A^-1.
+The pixels are gathered once into anti-diagonal order (one [L_d, N * C] piece
+per diagonal) and the anti-diagonals are solved from the last to the first:
+every pixel of one anti-diagonal at once, the neighbours' terms (static 0/1 row
+shifts of the two previously solved diagonals times the neighbour taps)
+subtracted.  That is back-substitution in a valid order (exact, like the
+original's per-pixel Cython loop) with H + W - 1 sequential steps instead of
+H * W * C.  The W2 system is the same with earlier
 neighbours, solved from the first diagonal on, so its solution feeds the W1
 system piece by piece, without reordering; one gather at the end puts the
 pixels back in place.  The solve runs in the input's dtype (float32); the
@@ -71,47 +73,43 @@ def _row_shift(bounds, d, source, offset, dtype):
     return tf.constant(matrix)
 
 
-def solve_diagonals(y, bounds, centre, side, vertical, corner, centre_lower, later_first):
-    """Back-substitution over the anti-diagonals for the triangular system
+def solve_diagonals(y, bounds, side, vertical, corner, later_first):
+    """Back-substitution over the anti-diagonals for the unit triangular system
 
-        later_first:  y[i, j] = x[i, j] A + x[i, j+1] S + x[i+1, j] V + x[i+1, j+1] K
-        otherwise:    y[i, j] = x[i, j] A + x[i, j-1] S + x[i-1, j] V + x[i-1, j-1] K
+        later_first:  y[i, j] = x[i, j] + x[i, j+1] S + x[i+1, j] V + x[i+1, j+1] K
+        otherwise:    y[i, j] = x[i, j] + x[i, j-1] S + x[i-1, j] V + x[i-1, j-1] K
 
-    (row vectors over channels, zero outside the image, A triangular).  y and
-    the returned x are lists with one [L_d, N, C] tensor per anti-diagonal d
-    (`diagonal_order`, rows of the diagonal in increasing i; `bounds` are the
-    diagonals' row ranges).  Diagonal d depends only on the previous diagonal
-    in solving order (side and vertical neighbours) and the one before
+    (row vectors over channels, zero outside the image; the caller has divided
+    the centre tap out).  y is a list with one [L_d, N * C] tensor per
+    anti-diagonal d (`diagonal_order`, rows of the diagonal in increasing i;
+    `bounds` are the diagonals' row ranges); the returned x has one
+    [L_d * N, C] tensor per diagonal.  Diagonal d depends only on the previous
+    diagonal in solving order (side and vertical neighbours) and the one before
     (corner), so each step solves all its pixels at once:
 
-        x_d = (y_d - P_0 x_prev S - P_1 x_prev V - P_2 x_prev2 K) A^-1
+        x_d = y_d - P_0 (x_prev S) - P_1 (x_prev V) - P_2 (x_prev2 K)
 
     with P_k static 0/1 row-shift matrices on [rows, N * C] views (cheaper than
-    zero-padding and slicing) and A^-1 from one triangular solve over channels."""
-    channels = y[0].shape[-1]
-    centre_inverse = tf.linalg.triangular_solve(centre, tf.eye(channels, dtype=y[0].dtype), lower=centre_lower)
+    zero-padding and slicing).  The channel products of a diagonal are taken
+    as soon as it is solved, so a step's critical path is one product, one
+    shift and the subtraction."""
+    channels = side.shape[-1]
     step = 1 if later_first else -1  # towards the diagonal solved before; also the row offset
     order = reversed(range(len(bounds))) if later_first else range(len(bounds))
-
-    def rows(t):
-        return tf.reshape(t, [t.shape[0], -1])
-
-    def flat(t):  # 2-D matmuls: [L, N, C] @ [C, C] would be a (much slower) batched matmul
-        return tf.reshape(t, [-1, channels])
-
-    x = [None] * len(bounds)
+    x, products = [None] * len(bounds), [None] * len(bounds)
     # Unrolled: H + W - 1 static steps (a while_loop costs more per step on CPU).
     for d in order:
         previous, before = d + step, d + 2 * step
         terms = []
         if 0 <= previous < len(bounds):
-            latest = rows(x[previous])
-            terms += [flat(_row_shift(bounds, d, previous, 0, y[d].dtype) @ latest) @ side,
-                      flat(_row_shift(bounds, d, previous, step, y[d].dtype) @ latest) @ vertical]
+            terms += [_row_shift(bounds, d, previous, 0, y[d].dtype) @ products[previous][0],
+                      _row_shift(bounds, d, previous, step, y[d].dtype) @ products[previous][1]]
         if 0 <= before < len(bounds):
-            terms.append(flat(_row_shift(bounds, d, before, step, y[d].dtype) @ rows(x[before])) @ corner)
-        residual = flat(y[d]) - tf.add_n(terms) if terms else flat(y[d])
-        x[d] = tf.reshape(residual @ centre_inverse, tf.shape(y[d]))
+            terms.append(_row_shift(bounds, d, before, step, y[d].dtype) @ products[before][2])
+        # 2-D matmuls on [L * N, C]: [L, N, C] @ [C, C] would be a (much slower) batched matmul
+        x[d] = tf.reshape(y[d] - tf.add_n(terms) if terms else y[d], [-1, channels])
+        length = bounds[d][1] - bounds[d][0] + 1
+        products[d] = [tf.reshape(x[d] @ weight, [length, -1]) for weight in (side, vertical, corner)]
     return x
 
 
@@ -150,18 +148,28 @@ class EmergingConvBijector(FlowBijector):
         k1, k2 = self._kernels()
         batch, height, width, channels = tf.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
         order, bounds = diagonal_order(height, width)
-        # [N, H, W, C] -> [H*W, N, C] in diagonal order by one gather over the flat
+        sizes = [last - first + 1 for first, last in bounds]
+        # Each system times its centre tap's inverse (one triangular solve over
+        # channels) is unit triangular: no product with A^-1 in the sequential steps.
+        eye = tf.eye(channels, dtype=x.dtype)
+        centre2_inverse = tf.linalg.triangular_solve(k2[1, 1], eye, lower=True)
+        centre1_inverse = tf.linalg.triangular_solve(k1[1, 1], eye, lower=False)
+        # [N, H, W, C] -> [H*W, N * C] in diagonal order by one gather over the flat
         # pixels (cheaper here than a transpose followed by a gather), one piece per diagonal
         examples = tf.range(batch)
-        h = tf.gather(tf.reshape(x - self._bias, [-1, channels]), order[:, None] + height * width * examples)
-        h = tf.split(h, [last - first + 1 for first, last in bounds])
+        h = tf.gather(tf.reshape(x - self._bias, [-1, channels]) @ centre2_inverse,
+                      order[:, None] + height * width * examples)
         # W2 system (pixels depend on earlier ones), then the W1 system (on later ones)
-        h = solve_diagonals(h, bounds, k2[1, 1], k2[1, 0], k2[0, 1], k2[0, 0], centre_lower=True, later_first=False)
-        h = solve_diagonals(h, bounds, k1[1, 1], k1[1, 2], k1[2, 1], k1[2, 2], centre_lower=False, later_first=True)
+        h = solve_diagonals(tf.split(tf.reshape(h, [height * width, -1]), sizes), bounds,
+                            k2[1, 0] @ centre2_inverse, k2[0, 1] @ centre2_inverse, k2[0, 0] @ centre2_inverse,
+                            later_first=False)
+        h = solve_diagonals([tf.reshape(piece @ centre1_inverse, [size, -1]) for piece, size in zip(h, sizes)],
+                            bounds, k1[1, 2] @ centre1_inverse, k1[2, 1] @ centre1_inverse,
+                            k1[2, 2] @ centre1_inverse, later_first=True)
         # back to [N, H, W, C]: pixel p of example n is row position[p] * N + n of the solution
         # (a gather: tf.dynamic_stitch of the pieces takes XLA minutes to compile)
         position = np.argsort(order).astype(np.int32)
-        h = tf.gather(tf.reshape(tf.concat(h, axis=0), [-1, channels]), position * batch + examples[:, None])
+        h = tf.gather(tf.concat(h, axis=0), position * batch + examples[:, None])
         return tf.reshape(h, [batch, height, width, channels])
 
     def _inverse_log_det_jacobian(self, y):
