@@ -23,12 +23,17 @@ SIZES = [(16, 16, 12), (8, 8, 24), (4, 4, 48)]
 
 def best_times(functions, repeats):
     """Best-of-`repeats` wall time of each function, the functions called in
-    turn so that they see the same machine load (this host is shared and noisy)."""
+    turn so that they see the same machine load (this host is shared and noisy).
+    Each timed call follows an untimed one of the same function: TensorFlow's
+    threads, idle during the NumPy reference, would otherwise bill their wake-up
+    to the first call after it (1.3-1.7x on this machine), which a sampler,
+    running its layers back to back, never pays."""
     for fn in functions:
         fn()  # warm-up (tracing, compilation)
     times = [[] for _ in functions]
     for _ in range(repeats):
         for fn, fn_times in zip(functions, times):
+            fn()
             start = time.perf_counter()
             fn()
             fn_times.append(time.perf_counter() - start)

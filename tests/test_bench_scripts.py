@@ -69,6 +69,15 @@ def test_bench_sampling_prints_the_ratios_profiles_and_the_summary_line(tmp_path
                      out.strip().splitlines()[-1])
 
 
+def test_bench_inverse_matches_the_reference_and_prints_the_summary_line():
+    for flags in ([], ['--xla']):
+        out = run_script('bench_inverse.py', '--batch', '3', '--repeats', '1', *flags)
+        assert all(size in out for size in ('16x16x12', '8x8x24', '4x4x48'))
+        last = re.match(r'^min speedup vs reference: \d+\.\dx, max inverse/forward: \d+\.\d\dx, '
+                        r'max abs error: (\S+)$', out.strip().splitlines()[-1])
+        assert last and float(last[1]) < 1e-4, out
+
+
 def test_bench_horovod_runs_one_and_two_processes():
     import horovod.tensorflow  # noqa: F401
     out = run_script('bench_horovod.py', '--depth', '1', '--width', '8', '--steps', '1', '--repeats', '1',
