@@ -201,19 +201,23 @@ def get_data(config: DataConfig) -> Data:
     problem, dal = config.problem, config.dal
     train_batches = train.batch(config.local_batch_train, drop_remainder=True)
     if config.augmentation == 'hflip':
-        train_batches = train_batches.map(lambda x, y: (random_horizontal_flips(x), y),
-                                          num_parallel_calls=config.pmap)
+        transform = random_horizontal_flips
     elif problem not in TFRECORD_PROBLEMS and dal:
-        train_batches = train_batches.map(lambda x, y: (augment(x, problem, dal), y),
-                                          num_parallel_calls=config.pmap)
+        def transform(images, seed):
+            return augment(images, problem, dal, seed)
+    else:
+        transform = None
+    if transform is not None:
+        # One stateless seed per batch from (--seed, rank, batch index): reproducible under the
+        # parallel map, and the index is part of the checkpointed iterator (exact resume).
+        key = tf.constant([config.seed, config.rank], tf.int64)
+        train_batches = train_batches.enumerate().map(
+            lambda index, batch: (transform(batch[0], tf.random.experimental.stateless_fold_in(key, index)),
+                                  batch[1]),
+            num_parallel_calls=config.pmap)
     test_batches = test.batch(config.local_batch_test, drop_remainder=True)
-    # The iterators are checkpointed (exact resume); the augmentation's random ops are
-    # external state that is not saved: after a resume the same images come in the same
-    # order, with fresh random shifts and flips.
-    options = tf.data.Options()
-    options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
-    return Data(train=train_batches.prefetch(tf.data.AUTOTUNE).with_options(options),
-                test=test_batches.prefetch(tf.data.AUTOTUNE).with_options(options),
+    return Data(train=train_batches.prefetch(tf.data.AUTOTUNE),
+                test=test_batches.prefetch(tf.data.AUTOTUNE),
                 init_batch=(init_images.numpy(), init_labels.numpy()),
                 image_shape=(config.image_size, config.image_size, config.channels),
                 n_y=N_Y.get(problem, 1))
