@@ -108,8 +108,7 @@ def solve_diagonals(y, bounds, side, vertical, corner, later_first):
             terms.append(_row_shift(bounds, d, before, step, y[d].dtype) @ products[before][2])
         # 2-D matmuls on [L * N, C]: [L, N, C] @ [C, C] would be a (much slower) batched matmul
         x[d] = tf.reshape(y[d] - tf.add_n(terms) if terms else y[d], [-1, channels])
-        length = bounds[d][1] - bounds[d][0] + 1
-        products[d] = [tf.reshape(x[d] @ weight, [length, -1]) for weight in (side, vertical, corner)]
+        products[d] = [tf.reshape(x[d] @ weight, [y[d].shape[0], -1]) for weight in (side, vertical, corner)]
     return x
 
 
