@@ -3,7 +3,8 @@ import re
 
 from setuptools import find_packages, setup
 
-VERSION = re.search(r"__version__ = '([^']+)'", open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'emerging', '__init__.py')).read()).group(1)
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'emerging', '__init__.py')) as f:
+    VERSION = re.search(r"__version__ = '([^']+)'", f.read()).group(1)
 
 REQUIREMENTS = [
     'tensorflow==2.18.1',
@@ -19,6 +20,8 @@ REQUIREMENTS = [
     'numpy>=1.26,<2.1',
     'scipy>=1.11,<1.15',
     'scikit-learn>=1.4,<1.7',
+    'pandas>=2.2,<2.3',  # the tabular benchmarks: GAS is a pandas pickle, HEPMASS CSVs
+    'h5py>=3.11,<4',  # BSDS300 is HDF5
     'Pillow>=10,<12',
     'tqdm>=4.66,<5',
     'matplotlib>=3.8,<3.10',
@@ -28,17 +31,17 @@ setup(
     name='emerging',
     version=VERSION,
     description='Emerging convolutions for generative normalizing flows: a TF2 / Keras / TFP port',
-    packages=find_packages(include=['emerging', 'emerging.*', 'data_utils', 'data_utils.*']),
-    py_modules=['train'],
-    package_data={'emerging': ['pretrained/*/*.json', 'pretrained/*/*.txt', 'pretrained/*/*.ckpt.*',
-                               'pretrained/*/manipulation/*.npy']},
-    entry_points={'console_scripts': ['emerging = emerging.cli:main']},
+    # only the package: train.py and scripts/ stay in the repository (python -m emerging.cli.train is train.py)
+    packages=find_packages(include=['emerging', 'emerging.*']),
+    package_data={'emerging.runs': ['pretrained/*/*.json', 'pretrained/*/*.txt', 'pretrained/*/*.ckpt.*',
+                                    'pretrained/*/manipulation/*.npy', 'pretrained/*/manipulation/*.json']},
+    entry_points={'console_scripts': ['emerging = emerging.cli.command:main']},
     python_requires='>=3.11,<3.12',
     license='MIT',
     install_requires=REQUIREMENTS,
     extras_require={
         # built from source against the pinned TensorFlow; needs MPI (see scripts/setup.sh)
         'horovod': ['horovod==0.28.1'],
-        'test': ['pytest>=8,<9'],
+        'test': ['pytest>=8,<9', 'ruff==0.17.6'],
     },
 )

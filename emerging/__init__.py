@@ -1,44 +1,48 @@
 """emerging: Glow-family normalizing flows (1x1, emerging, periodic and
-autoregressive convolutions) and Residual Flows in TensorFlow 2 / Keras /
-TensorFlow Probability, trained on one process or many with Horovod.
+autoregressive convolutions), Residual Flows and flows on vectors (BNAF, MAF,
+RealNVP) in TensorFlow 2 / Keras / TensorFlow Probability, trained on one
+process or many with Horovod.
 
 The public names below are imported on first use, so that `import emerging`
-alone does not start TensorFlow.
+alone does not start TensorFlow.  Where things live:
+
+* emerging.flows     image flow layers (TFP bijectors + Keras layers), flows/nets the networks inside them
+* emerging.vector    flows on vectors: BNAF, TFP's MAF and RealNVP
+* emerging.models    the image-flow model interface, Glow, ResFlow, their configurations
+* emerging.training  the trainer, its steps, checkpoints, records, optimiser, Horovod
+* emerging.runs      run folders, load_run, the pretrained models, export, TF1 import
+* emerging.data      input pipelines and data sets
+* emerging.cli       every command line (train.py, train_resflow.py, the density scripts, `emerging`)
 """
-import importlib
+from emerging.exports import lazy_exports
 
-__version__ = '0.2.0'
+__version__ = '0.3.0'
 
-_PUBLIC = {
-    'ModelConfig': 'emerging.config',
-    'TrainConfig': 'emerging.config',
-    'ResFlowConfig': 'emerging.config',
-    'Glow': 'emerging.model',
-    'ResFlow': 'emerging.resflow',
-    'GlowBijector': 'emerging.model',
-    'Optimizer': 'emerging.optim',
-    'DynamicLossScale': 'emerging.optim',
-    'Distributed': 'emerging.distributed',
-    'Trainer': 'emerging.training',
-    'TrainingDiverged': 'emerging.training',
-    'CheckpointState': 'emerging.training',
-    'Recorder': 'emerging.training',
-    'load_run': 'emerging.run',
-    'Run': 'emerging.run',
-    'export_savedmodel': 'emerging.export',
-    'import_tf1_checkpoint': 'emerging.tf1_import',
-}
-
-__all__ = ['__version__', *_PUBLIC]
-
-
-def __getattr__(name):
-    if name not in _PUBLIC:
-        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    value = getattr(importlib.import_module(_PUBLIC[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_PUBLIC))
+__getattr__, __dir__ = lazy_exports(__name__, {
+    'GlowConfig': 'emerging.models.config',
+    'ResFlowConfig': 'emerging.models.config',
+    'TrainConfig': 'emerging.training.config',
+    'ImageFlowModel': 'emerging.models.base',
+    'ImageFlowBijector': 'emerging.models.base',
+    'Glow': 'emerging.models.glow',
+    'ResFlow': 'emerging.models.resflow',
+    'build_model': 'emerging.models.registry',
+    'Optimizer': 'emerging.training.optim',
+    'DynamicLossScale': 'emerging.training.optim',
+    'PolyakAverage': 'emerging.averaging',
+    'Distributed': 'emerging.training.distributed',
+    'Trainer': 'emerging.training.loop',
+    'TrainingDiverged': 'emerging.training.loop',
+    'CheckpointState': 'emerging.training.state',
+    'Recorder': 'emerging.training.recorder',
+    'load_run': 'emerging.runs.load',
+    'Run': 'emerging.runs.load',
+    'pretrained_run': 'emerging.runs.folder',
+    'export_savedmodel': 'emerging.runs.export',
+    'import_tf1_checkpoint': 'emerging.runs.tf1_import',
+    'InputError': 'emerging.errors',
+})
+__all__ = ['__version__', 'GlowConfig', 'ResFlowConfig', 'TrainConfig', 'ImageFlowModel', 'ImageFlowBijector',
+           'Glow', 'ResFlow', 'build_model', 'Optimizer', 'DynamicLossScale', 'PolyakAverage', 'Distributed',
+           'Trainer', 'TrainingDiverged', 'CheckpointState', 'Recorder', 'load_run', 'Run', 'pretrained_run',
+           'export_savedmodel', 'import_tf1_checkpoint', 'InputError']

@@ -1,6 +1,6 @@
 """`python -m emerging ...`: the `emerging` command line."""
 import sys
 
-from emerging.cli import main
+from emerging.cli.command import main
 
 sys.exit(main())

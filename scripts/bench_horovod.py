@@ -48,9 +48,9 @@ def worker(args):
     """One process of the mpiexec run: times the train step, rank 0 prints a JSON line."""
     import numpy as np
     import tensorflow as tf
-
     from bench_train import our_trainer, random_images
-    from emerging.distributed import Distributed
+
+    from emerging.training.distributed import Distributed
 
     distributed = Distributed()
     if distributed.hvd is None:

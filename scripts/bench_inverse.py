@@ -15,8 +15,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from emerging.flows.emerging_conv import EmergingConv, square_ar_mask  # noqa: E402
-from emerging.testing import sequential_emerging_inverse  # noqa: E402
+from emerging.flows.emerging_conv import EmergingConv, sequential_emerging_inverse, square_ar_mask  # noqa: E402
 
 SIZES = [(16, 16, 12), (8, 8, 24), (4, 4, 48)]
 

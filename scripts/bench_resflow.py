@@ -36,14 +36,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-from data_utils.data import Data  # noqa: E402
-from emerging.config import ModelConfig, ResFlowConfig, TrainConfig  # noqa: E402
-from emerging.distributed import Distributed  # noqa: E402
-from emerging.model import Glow  # noqa: E402
-from emerging.resflow import ResFlow  # noqa: E402
-from emerging.training import Trainer  # noqa: E402
 from bench_train import peak_tensor_mib, timed_rounds  # noqa: E402
+
+from emerging.data.images import Data  # noqa: E402
+from emerging.models.config import GlowConfig, ResFlowConfig  # noqa: E402
+from emerging.models.glow import Glow  # noqa: E402
+from emerging.models.resflow import ResFlow  # noqa: E402
+from emerging.training.config import TrainConfig  # noqa: E402
+from emerging.training.distributed import Distributed  # noqa: E402
+from emerging.training.loop import Trainer  # noqa: E402
 
 IMAGE_SHAPE = (32, 32, 3)
 MODES = {'backprop': dict(neumann_grad=False, mem_eff=False), 'neumann': dict(neumann_grad=True, mem_eff=False),
@@ -97,8 +98,8 @@ def memory_table(args, terms):
                                   str(args.idim), '--nblocks', args.nblocks, '--steps', str(args.steps),
                                   '--memory_child', f'{mode}:{n}'], capture_output=True, text=True, check=True)
             results[mode, n] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f'\ntrain step memory (fresh process each; peak tensor memory above the weights, TensorFlow\'s allocator '
-          f'statistics), n power-series terms:')
+    print('\ntrain step memory (fresh process each; peak tensor memory above the weights, TensorFlow\'s allocator '
+          'statistics), n power-series terms:')
     print(f'{"gradient":<18} | ' + ' | '.join(f'{f"n={n} MiB":>10} | {"s/step":>6}' for n in terms))
     for mode in MODES:
         print(f'{mode:<18} | ' + ' | '.join(f'{results[mode, n]["peak_mib"]:10.0f} | '
@@ -115,7 +116,7 @@ def glow_matching(target):
                    for c in (12, 24, 48))
     candidates = sorted(((depth, width) for depth in (4, 8, 16) for width in (64, 96, 128, 192, 256, 384)),
                         key=lambda dw: abs(steps_count(*dw) - target))[:3]
-    models = [Glow(ModelConfig(image_shape=IMAGE_SHAPE, n_levels=3, depth=depth, width=width, flow_permutation=2,
+    models = [Glow(GlowConfig(image_shape=IMAGE_SHAPE, n_levels=3, depth=depth, width=width, flow_permutation=2,
                                flow_coupling=1, learnprior=True, gradient_checkpointing=False))
               for depth, width in candidates]
     return min(models, key=lambda model: abs(model.parameter_counts()['total'] - target))

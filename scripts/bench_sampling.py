@@ -23,11 +23,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-from emerging.config import ModelConfig  # noqa: E402
-from emerging.model import Glow  # noqa: E402
 from bench_train import timed_rounds  # noqa: E402
 from profile_step import op_times  # noqa: E402
+
+from emerging.models.config import GlowConfig  # noqa: E402
+from emerging.models.glow import Glow  # noqa: E402
 
 PERMUTATIONS = {'1x1': 2, 'emerging': 3, 'periodic': 4}
 
@@ -43,7 +43,7 @@ def int_list(text):
 
 
 def sampler(size, width, permutation, args):
-    config = ModelConfig(image_shape=(size, size, 3), n_levels=args.levels, depth=args.depth, width=width,
+    config = GlowConfig(image_shape=(size, size, 3), n_levels=args.levels, depth=args.depth, width=width,
                          flow_permutation=permutation, flow_coupling=1, learnprior=True)
     model = Glow(config)
     init = np.random.default_rng(0).integers(0, 256, [16, size, size, 3]).astype(np.uint8)

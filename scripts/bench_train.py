@@ -43,11 +43,12 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 import tf_keras  # noqa: E402
 
-from data_utils.data import Data  # noqa: E402
-from emerging.config import ModelConfig, TrainConfig  # noqa: E402
-from emerging.distributed import Distributed  # noqa: E402
-from emerging.model import Glow  # noqa: E402
-from emerging.training import Trainer  # noqa: E402
+from emerging.data.images import Data  # noqa: E402
+from emerging.models.config import GlowConfig  # noqa: E402
+from emerging.models.glow import Glow  # noqa: E402
+from emerging.training.config import TrainConfig  # noqa: E402
+from emerging.training.distributed import Distributed  # noqa: E402
+from emerging.training.loop import Trainer  # noqa: E402
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 IMAGE_SHAPE = (32, 32, 3)
@@ -60,7 +61,7 @@ def random_images(rng, n):
 
 def our_trainer(args, flow_permutation, jit_compile=False, depth=None, gradient_checkpointing=False, logdir=None,
                 distributed=None, compute_dtype='float32'):
-    config = ModelConfig(image_shape=IMAGE_SHAPE, n_levels=LEVELS, depth=depth or args.depth, width=args.width,
+    config = GlowConfig(image_shape=IMAGE_SHAPE, n_levels=LEVELS, depth=depth or args.depth, width=args.width,
                          flow_permutation=flow_permutation, flow_coupling=1, learnprior=True,
                          gradient_checkpointing=gradient_checkpointing, compute_dtype=compute_dtype)
     model = Glow(config)
@@ -184,8 +185,9 @@ def memory_table(args):
 
 
 def pipeline_table(args, step_images_per_second):
-    from data_utils import DataConfig, get_data
-    from data_utils.tfrecords import write_shards
+    from emerging.data.images import get_data
+    from emerging.data.problems import DataConfig
+    from emerging.data.tfrecords import write_shards
     folder = tempfile.mkdtemp()
     rng = np.random.default_rng(2)
     for split, n in (('train', 2048), ('validation', 256)):

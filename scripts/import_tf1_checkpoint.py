@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from emerging.cli import main  # noqa: E402
+from emerging.cli.command import main  # noqa: E402
 
 if __name__ == '__main__':
     sys.exit(main(['import-tf1', *sys.argv[1:]]))

@@ -1,6 +1,7 @@
 """Running train.py in a subprocess the way a user does."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -8,6 +9,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--n_levels', '2', '--depth', '2', '--width', '16', '--no_progress', '--gradient_checkpointing', '0']
 DIGITS = ['--problem', 'digits', '--image_size', '8', '--anchor_size', '8', '--n_batch_train', '32',
           '--n_batch_init', '64', '--n_train', '64']
+
+
+def mpiexec_command(n):
+    """The start of an `mpiexec -n N` command line passing this environment on (as root: allowed)."""
+    mpiexec = shutil.which('mpiexec')
+    assert mpiexec, 'mpiexec not found: run scripts/setup.sh'
+    command = [mpiexec, '-n', str(n)]
+    if os.geteuid() == 0:
+        command += ['--allow-run-as-root']
+    return command + ['--oversubscribe', '-x', 'PYTHONPATH', '-x', 'TF_CPP_MIN_LOG_LEVEL', '-x',
+                      'CUDA_VISIBLE_DEVICES']
 
 
 def read_log(path):

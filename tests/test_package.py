@@ -37,7 +37,7 @@ def test_license_and_citation_ship_with_the_version():
 @pytest.mark.slow
 def test_command_line_entry_points():
     """`python -m emerging` and the installed console script `emerging`, every subcommand with --help."""
-    from emerging.cli import SUBCOMMANDS
+    from emerging.cli.command import SUBCOMMANDS
     result = subprocess.run([sys.executable, '-m', 'emerging', '--help'], cwd=ROOT, env=env(), capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0 and all(name in result.stdout for name in SUBCOMMANDS), result.stderr

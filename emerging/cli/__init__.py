@@ -1,50 +1,13 @@
-"""The `emerging` command line: work with a trained run (or a pretrained model).
+"""Every command line of the project, parsed here and nowhere else.
 
-    emerging evaluate    test bits/dim with its standard error
-    emerging sample      sample grids at several temperatures (PNG) or raw samples (NPY)
-    emerging interpolate a row of images between two images, through the latent space
-    emerging manipulate  attribute manipulation along mean latent differences
-    emerging export      a SavedModel of a run
-    emerging import-tf1  a checkpoint of the original TF1 code as a run of this port
+* command.py        the `emerging` command (console script; `python -m emerging`): its subcommands
+                    evaluate.py, sample.py, interpolate.py, manipulate.py (with attributes.py), export.py,
+                    import_tf1.py, and what they share, common.py
+* train.py          train.py's command line, the original's flags -> configurations
+* train_resflow.py  the public Residual Flows code's command line (train_img.py's flags)
+* launch.py         one training or inference run from configurations: what both trainers share
+* toy.py, tabular.py  the density benchmarks' command lines (scripts/toy_density.py, scripts/tabular_density.py)
 
-Installed as the console script `emerging`; also `python -m emerging`.  Each
-subcommand has `--help`.  Bad input (a flag, a file, a shape) stops before any
-work with a message naming it and exit code 2.
+Bad input (a flag, a file, a shape) stops before any work with a message
+naming it and exit code 2.
 """
-import argparse
-import importlib
-import os
-import sys
-
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-# subcommand -> module of emerging.cli; each module has add_parser(subparsers) and run(args) -> exit code
-SUBCOMMANDS = {'evaluate': 'evaluate', 'sample': 'sample', 'interpolate': 'interpolate',
-               'manipulate': 'manipulate', 'export': 'export', 'import-tf1': 'import_tf1'}
-
-
-class UsageError(ValueError):
-    """Bad input, named in the message: exit code 2."""
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(prog='emerging', description=__doc__.splitlines()[0])
-    parser.add_argument('--version', action='version', version=_version())
-    subparsers = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
-    for module in SUBCOMMANDS.values():
-        importlib.import_module(f'emerging.cli.{module}').add_parser(subparsers)
-    return parser
-
-
-def _version():
-    import emerging
-    return f'emerging {emerging.__version__}'
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except (UsageError, ValueError, FileNotFoundError) as error:
-        print(f'emerging {args.command}: error: {error}', file=sys.stderr, flush=True)
-        return 2

@@ -1,7 +1,7 @@
 """Binary attributes of the training images, for `emerging manipulate`.
 
 An attribute is a yes / no value per image of the ordered train split
-(`data_utils.data.ordered_split(config, 'train')`: image k of that order is row k).
+(`emerging.data.images.ordered_split(config, 'train')`: image k of that order is row k).
 The sources, chosen by `attribute_source`:
 
 * class labels (no --attribute_file): attribute c is "label == c" against the
@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from emerging.cli import UsageError
+from emerging.errors import InputError
 
 CLASS_NAMES = {'cifar10': ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')}
 
@@ -40,7 +40,7 @@ class LabelAttributes:
         if name.isdigit() and int(name) < self.n_classes:
             return self.class_names[int(name)]
         shown = ', '.join(self.class_names) if self.n_classes <= 20 else f'0 .. {self.n_classes - 1}'
-        raise UsageError(f'--attributes: unknown attribute {name!r} of the {self.description}; known: {shown}')
+        raise InputError(f'--attributes: unknown attribute {name!r} of the {self.description}; known: {shown}')
 
     def identity(self, name):
         """What the attribute's values depend on, for deciding whether a saved dz still applies."""
@@ -62,7 +62,7 @@ class TableAttributes:
 
     def canonical(self, name):
         if name not in self.names:
-            raise UsageError(f'--attributes: {name!r} is not in {self.path}; known: {", ".join(self.names)}')
+            raise InputError(f'--attributes: {name!r} is not in {self.path}; known: {", ".join(self.names)}')
         return name
 
     def identity(self, name):
@@ -73,13 +73,13 @@ class TableAttributes:
         """Stop before any encoding when the rows read hold no positive or no negative."""
         column = self.table[:, self.names.index(name)]
         if column.all() or not column.any():
-            raise UsageError(f'attribute {name!r}: all of the first {len(column)} rows of {self.path} are '
+            raise InputError(f'attribute {name!r}: all of the first {len(column)} rows of {self.path} are '
                              f'{"positive" if column.all() else "negative"}: nothing to contrast')
 
     def values(self, name, labels, start):
         stop = start + len(labels)
         if stop > len(self.table):
-            raise UsageError(f'--attribute_file {self.path} has {len(self.table)} image rows, fewer than the '
+            raise InputError(f'--attribute_file {self.path} has {len(self.table)} image rows, fewer than the '
                              f'training images used (at least {stop}): lower --n_examples')
         return self.table[start:stop, self.names.index(name)]
 
@@ -87,11 +87,11 @@ class TableAttributes:
 def attribute_source(problem, n_classes, attribute_file=None, attribute_names=None, n_examples=None):
     """The attribute source for these flags; n_classes: the problem's label count (None: no labels)."""
     if attribute_names is not None and (attribute_file is None or not attribute_file.endswith('.npy')):
-        raise UsageError('--attribute_names names the columns of a .npy --attribute_file; the CelebA text '
+        raise InputError('--attribute_names names the columns of a .npy --attribute_file; the CelebA text '
                          'layout names its own, and class labels are named by class')
     if attribute_file is None:
         if not n_classes:
-            raise UsageError(f'the {problem} data has no class labels: pass --attribute_file (e.g. CelebA\'s '
+            raise InputError(f'the {problem} data has no class labels: pass --attribute_file (e.g. CelebA\'s '
                              f'list_attr_celeba.txt)')
         return LabelAttributes(problem, n_classes)
     if not os.path.isfile(attribute_file):
@@ -105,16 +105,16 @@ def _npy(path, names, n_examples):
     try:
         array = np.load(path, mmap_mode='r', allow_pickle=False)
     except Exception as error:
-        raise UsageError(f'--attribute_file {path} is not a readable .npy array: {error}') from None
+        raise InputError(f'--attribute_file {path} is not a readable .npy array: {error}') from None
     if array.ndim != 2:
-        raise UsageError(f'--attribute_file {path} must be an array [N, A] of 0 / 1, got shape {array.shape}')
+        raise InputError(f'--attribute_file {path} must be an array [N, A] of 0 / 1, got shape {array.shape}')
     names = [n.strip() for n in (names or '').split(',') if n.strip()]
     if len(names) != array.shape[1]:
-        raise UsageError(f'--attribute_names must give the {array.shape[1]} column names of {path} '
+        raise InputError(f'--attribute_names must give the {array.shape[1]} column names of {path} '
                          f'(comma-separated), got {len(names)}')
     table = np.asarray(array[:n_examples])
     if not np.isin(table, (0, 1)).all():
-        raise UsageError(f'--attribute_file {path} must hold only 0 / 1 values')
+        raise InputError(f'--attribute_file {path} must hold only 0 / 1 values')
     return TableAttributes(path, names, table.astype(bool))
 
 
@@ -123,7 +123,7 @@ def _celeba_text(path, n_examples):
     with open(path) as f:
         count, header = f.readline().strip(), f.readline().split()
         if not count.isdigit() or not header:
-            raise UsageError(f'--attribute_file {path} is not in the list_attr_celeba.txt layout: line 1 must be '
+            raise InputError(f'--attribute_file {path} is not in the list_attr_celeba.txt layout: line 1 must be '
                              f'the image count and line 2 the attribute names')
         for number, line in enumerate(f, start=3):
             if n_examples is not None and len(rows) >= n_examples:
@@ -132,7 +132,7 @@ def _celeba_text(path, n_examples):
                 continue
             values = line.split()[1:]
             if len(values) != len(header) or not set(values) <= {'1', '-1'}:
-                raise UsageError(f'--attribute_file {path}, line {number}: expected a file name and {len(header)} '
+                raise InputError(f'--attribute_file {path}, line {number}: expected a file name and {len(header)} '
                                  f'values 1 / -1, got {line.strip()[:200]!r}')
             rows.append([v == '1' for v in values])
     return TableAttributes(path, header, np.array(rows, bool).reshape(-1, len(header)))

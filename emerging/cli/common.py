@@ -1,15 +1,19 @@
 """What the subcommands share: choosing a run and its weights, its data, images in and out."""
-import argparse
 import os
 import sys
 
 import numpy as np
 
-from emerging.cli import UsageError
-from emerging.run import WEIGHTS, load_run, pretrained_run
+from emerging.choices import WEIGHTS
+from emerging.cli import train, train_resflow
+from emerging.errors import InputError
+from emerging.runs.folder import pretrained_run
+from emerging.runs.load import load_run
 
 # train.py's data flags that the subcommands accept (None: the run's own value)
 DATA_FLAGS = ('problem', 'data_dir', 'category', 'n_test', 'fmap', 'pmap', 'n_batch_train', 'anchor_size')
+# model kind -> the command line that trains it (its derive_from_run and RUN_DATA_FLAGS)
+TRAINING_COMMAND_LINES = {'glow': train, 'resflow': train_resflow}
 
 
 def add_run_arguments(parser):
@@ -42,37 +46,30 @@ def run_folder(args):
 
 
 def load(args):
-    """The `emerging.run.Run` the arguments name, with its weights."""
+    """The `emerging.runs.Run` the arguments name, with its weights."""
     return load_run(run_folder(args), args.weights, args.checkpoint)
 
 
 def derived(run, args, rank=0, size=1):
-    """train.py's derived configuration (a `emerging.flags.RunConfig`) for the run's hyperparameters
-    with the data flags given on this command line (train_resflow.py's for a Residual Flow run,
-    where only --data_dir applies)."""
-    if run.hparams.get('model_kind') == 'resflow':
-        from emerging import resflow_flags
-        given = [k for k in DATA_FLAGS if k != 'data_dir' and getattr(args, k, None) is not None]
-        if given:
-            raise UsageError(f'--{given[0]} does not apply to a Residual Flow run (only --data_dir does)')
-        flags = vars(resflow_flags.build_parser().parse_args([]))
-        flags.update({k: v for k, v in run.hparams.items() if k in flags})
-        if getattr(args, 'data_dir', None) is not None:
-            flags['dataroot'] = args.data_dir
-        return resflow_flags.derive(argparse.Namespace(**flags), rank=rank, size=size)
-    from emerging.flags import build_parser, derive
-    flags = vars(build_parser().parse_args([]))
-    flags.update({k: v for k, v in run.hparams.items() if k in flags})
-    flags.update({k: getattr(args, k) for k in DATA_FLAGS if getattr(args, k, None) is not None})
-    return derive(argparse.Namespace(**flags), rank=rank, size=size)
+    """The run's configurations (a `RunConfig`) as the command line that trained it derives them from the
+    run's hyperparameters, with the data flags given here (those that command line has: all of them for
+    train.py, only --data_dir for train_resflow.py)."""
+    command_line = TRAINING_COMMAND_LINES[run.model_config.kind]
+    given = {k: getattr(args, k) for k in DATA_FLAGS if getattr(args, k, None) is not None}
+    unknown = [k for k in given if k not in command_line.RUN_DATA_FLAGS]
+    if unknown:
+        raise InputError(f'--{unknown[0]} does not apply to a {run.model_config.kind} run (its data flags: '
+                         + ', '.join(f'--{k}' for k in command_line.RUN_DATA_FLAGS) + ')')
+    overrides = {command_line.RUN_DATA_FLAGS[k]: v for k, v in given.items()}
+    return command_line.derive_from_run(run.hparams, overrides, rank=rank, size=size)
 
 
 def test_images(run, args, indices):
     """Test-set images (uint8 [len(indices), H, W, C]) and labels at `indices`, in stored order."""
-    from data_utils.data import ordered_split
+    from emerging.data.images import ordered_split
     indices = [int(i) for i in indices]
     if min(indices) < 0:
-        raise UsageError(f'--test_index must be non-negative, got {indices}')
+        raise InputError(f'--test_index must be non-negative, got {indices}')
     config = derived(run, args).data
     wanted = max(indices) + 1
     images, labels = [], []
@@ -81,19 +78,19 @@ def test_images(run, args, indices):
         labels.append(y)
     images, labels = np.concatenate(images), np.concatenate(labels)
     if len(images) < wanted:
-        raise UsageError(f'--test_index {max(indices)} is out of range: the {config.problem} test set has '
+        raise InputError(f'--test_index {max(indices)} is out of range: the {config.problem} test set has '
                          f'{len(images)} images')
     return images[indices], labels[indices]
 
 
 def check_label(label, config):
-    """--label: a class 0 .. n_y - 1 of a class-conditional model (None stays None)."""
+    """--label: a class 0 .. n_classes - 1 of a class-conditional model (None stays None)."""
     if label is None:
         return None
-    if not config.ycond:
-        raise UsageError('--label is for class-conditional models; this model is not (trained without --ycond)')
-    if not 0 <= label < config.n_y:
-        raise UsageError(f'--label must be a class 0 .. {config.n_y - 1}, got {label}')
+    if not config.conditional:
+        raise InputError('--label is for class-conditional models; this model is not (trained without --ycond)')
+    if not 0 <= label < config.n_classes:
+        raise InputError(f'--label must be a class 0 .. {config.n_classes - 1}, got {label}')
     return label
 
 
@@ -102,9 +99,9 @@ def parse_floats(text, flag):
     try:
         values = [float(part) for part in text.split(',') if part.strip()]
     except ValueError:
-        raise UsageError(f'{flag} must be comma-separated numbers, got {text!r}') from None
+        raise InputError(f'{flag} must be comma-separated numbers, got {text!r}') from None
     if not values or not all(np.isfinite(values)):
-        raise UsageError(f'{flag} must be comma-separated finite numbers, got {text!r}')
+        raise InputError(f'{flag} must be comma-separated finite numbers, got {text!r}')
     return values
 
 
@@ -112,16 +109,16 @@ def read_image(path, image_shape):
     """A PNG / JPEG file as uint8 [H, W, C]; its size and channels must be the model's."""
     from PIL import Image
     if not os.path.isfile(path):
-        raise UsageError(f'image file not found: {path}')
+        raise InputError(f'image file not found: {path}')
     try:
         image = np.asarray(Image.open(path))
     except Exception as error:
-        raise UsageError(f'cannot read image {path}: {error}') from None
+        raise InputError(f'cannot read image {path}: {error}') from None
     if image.ndim == 2:
         image = image[..., None]
     height, width, channels = image_shape
     if image.shape != (height, width, channels):
-        raise UsageError(f'{path} is {image.shape[0]}x{image.shape[1]}x{image.shape[2]}, but the model takes '
+        raise InputError(f'{path} is {image.shape[0]}x{image.shape[1]}x{image.shape[2]}, but the model takes '
                          f'{height}x{width}x{channels} images')
     return image.astype(np.uint8)
 
@@ -129,7 +126,7 @@ def read_image(path, image_shape):
 def check_output(path, extensions):
     """--out must end with one of `extensions` and its folder must exist (created when missing)."""
     if not path.lower().endswith(extensions):
-        raise UsageError(f'--out {path!r} must end with {" or ".join(extensions)}')
+        raise InputError(f'--out {path!r} must end with {" or ".join(extensions)}')
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     return path

@@ -20,7 +20,8 @@ import math
 
 import numpy as np
 
-from emerging.cli import UsageError, common
+from emerging.cli import common
+from emerging.errors import InputError
 
 
 def add_parser(subparsers):
@@ -37,11 +38,11 @@ def add_parser(subparsers):
 def run(args):
     import tensorflow as tf
 
-    from data_utils.data import get_data
-    from emerging.distributed import Distributed
+    from emerging.data.images import get_data
+    from emerging.training.distributed import Distributed
 
     if args.n_dequant < 0:
-        raise UsageError(f'--n_dequant must be 0 (no noise) or a positive number of draws, got {args.n_dequant}')
+        raise InputError(f'--n_dequant must be 0 (no noise) or a positive number of draws, got {args.n_dequant}')
     dist = Distributed()
     loaded = common.load(args)
     config = common.derived(loaded, args, dist.rank, dist.size)

@@ -1,4 +1,4 @@
-"""`emerging export`: a SavedModel of a run (signatures: see emerging/export.py)."""
+"""`emerging export`: a SavedModel of a run (signatures: see emerging/runs/export.py)."""
 from emerging.cli import common
 
 
@@ -11,7 +11,7 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from emerging.export import export_savedmodel
+    from emerging.runs.export import export_savedmodel
     loaded = common.load(args)
     export_savedmodel(loaded.model, args.export_dir)
     print(f'SavedModel of {loaded.checkpoint} ({loaded.weights} weights) written to {args.export_dir}')

@@ -13,11 +13,11 @@ is written and every problem is listed.
 import json
 import os
 
-from emerging.cli import UsageError
+from emerging.errors import InputError
 
 
 def add_parser(subparsers):
-    from emerging.flags import build_parser
+    from emerging.cli.train import build_parser
     parser = subparsers.add_parser('import-tf1', parents=[build_parser()], add_help=False, conflict_handler='resolve',
                                    help='import a checkpoint of the original TF1 code',
                                    description=__doc__.splitlines()[0])
@@ -28,16 +28,16 @@ def add_parser(subparsers):
 def run(args):
     import tensorflow as tf
 
-    from emerging.flags import derive
-    from emerging.model import Glow
-    from emerging.tf1_import import import_tf1_checkpoint
-    from emerging.training.state import BEST_CHECKPOINT, write_checkpoint_atomically
+    from emerging.cli.train import derive
+    from emerging.models.glow import Glow
+    from emerging.runs.folder import BEST_CHECKPOINT, write_checkpoint_atomically
+    from emerging.runs.tf1_import import import_tf1_checkpoint
 
     prefix = os.path.join(args.logdir, BEST_CHECKPOINT)
     log = os.path.join(args.logdir, 'train.txt')
     for path in (prefix + '.index', log):
         if os.path.exists(path):
-            raise UsageError(f'{path} exists: --logdir must be a new folder (nothing is overwritten)')
+            raise InputError(f'{path} exists: --logdir must be a new folder (nothing is overwritten)')
     flags = {k: v for k, v in vars(args).items() if k not in ('tf1_checkpoint', 'run', 'command')}
     run_config = derive(type(args)(**flags))
     model = Glow(run_config.model)

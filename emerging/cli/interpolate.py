@@ -15,8 +15,9 @@ class of the nearer end.
 """
 import numpy as np
 
-from emerging.cli import UsageError, common
-from emerging.run import read_config
+from emerging.cli import common
+from emerging.errors import InputError
+from emerging.runs.folder import read_config
 
 MODES = ('linear', 'spherical')
 
@@ -46,7 +47,7 @@ def run(args):
     from emerging.training.recorder import image_grid, save_png
 
     if args.steps < 2:
-        raise UsageError(f'--steps must be at least 2 (both ends), got {args.steps}')
+        raise InputError(f'--steps must be at least 2 (both ends), got {args.steps}')
     common.check_output(args.out, ('.png',))
     config, _ = read_config(common.run_folder(args))
     common.check_label(args.label, config)

@@ -28,8 +28,9 @@ import re
 
 import numpy as np
 
-from emerging.cli import UsageError, common
+from emerging.cli import common
 from emerging.cli.attributes import attribute_source
+from emerging.errors import InputError
 
 FOLDER = 'manipulation'
 INFORMATIVE = ('source', 'n_used', 'n_positive', 'n_negative')  # recorded, not compared
@@ -64,15 +65,15 @@ def add_parser(subparsers):
 def run(args):
     import tensorflow as tf
 
-    from data_utils.data import N_Y
+    from emerging.data.problems import N_Y
     from emerging.training.recorder import image_grid, save_png
 
     alphas = common.parse_floats(args.alphas, '--alphas')
     wanted = list(dict.fromkeys(a.strip() for a in args.attributes.split(',') if a.strip()))
     if not wanted:
-        raise UsageError(f'--attributes must name at least one attribute, got {args.attributes!r}')
+        raise InputError(f'--attributes must name at least one attribute, got {args.attributes!r}')
     if args.n_examples < 2:
-        raise UsageError(f'--n_examples must be at least 2, got {args.n_examples}')
+        raise InputError(f'--n_examples must be at least 2, got {args.n_examples}')
     common.check_output(args.out, ('.png',))
     loaded = common.load(args)
     model, data = loaded.model, common.derived(loaded, args).data
@@ -81,9 +82,9 @@ def run(args):
     names = list(dict.fromkeys(source.canonical(a) for a in wanted))
     if args.image is not None:
         x = common.read_image(args.image, loaded.model_config.image_shape)[None]
-        if common.check_label(args.label, model.config) is None and model.config.ycond:
-            raise UsageError(f'this model is class-conditional: give the class of --image with --label '
-                             f'0 .. {model.config.n_y - 1}')
+        if common.check_label(args.label, model.config) is None and model.conditional:
+            raise InputError(f'this model is class-conditional: give the class of --image with --label '
+                             f'0 .. {model.n_classes - 1}')
         y = np.array([args.label or 0], np.int32)
     else:
         x, y = common.test_images(loaded, args, [args.test_index])
@@ -145,7 +146,7 @@ def _compute(model, data, source, names, n_examples):
     """One pass: per attribute, the sums of the latents of positives and negatives (float64)."""
     import tensorflow as tf
 
-    from data_utils.data import ordered_split
+    from emerging.data.images import ordered_split
 
     batch = data.local_batch_test
     encode = tf.function(lambda x, y: model.encode(x, y, noise=False))  # one graph for all the batches
@@ -164,7 +165,7 @@ def _compute(model, data, source, names, n_examples):
     for name in names:
         positive, negative = (int(c) for c in counts[name])
         if not positive or not negative:
-            raise UsageError(f'attribute {name!r}: no {"positive" if not positive else "negative"} examples among '
+            raise InputError(f'attribute {name!r}: no {"positive" if not positive else "negative"} examples among '
                              f'the first {used} training images (--n_examples {n_examples})')
         dz = sums[name][0] / positive - sums[name][1] / negative
         out[name] = dz.astype(np.float32), {'n_used': used, 'n_positive': positive, 'n_negative': negative}

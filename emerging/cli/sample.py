@@ -6,17 +6,19 @@ temperature, ceil(sqrt(n)) columns, filled row by row: FILE.png for one
 temperature, FILE_t<t>.png (e.g. samples_t0.7.png) for each of several.  A
 .npy --out gets one uint8 array [temperatures, n, H, W, C].  A
 class-conditional model draws every sample of class --label, or one class per grid
-column (sample i of class (i mod columns) mod n_y, as the training's grids).
+column (sample i of class (i mod columns) mod n_classes, as the training's grids).
 """
 import math
 import os
 
 import numpy as np
 
-from emerging.cli import UsageError, common
-from emerging.run import read_config
+from emerging.choices import TEMPERATURES as GRID_TEMPERATURES
+from emerging.cli import common
+from emerging.errors import InputError
+from emerging.runs.folder import read_config
 
-TEMPERATURES = '0,0.25,0.5,0.6,0.7,0.8,0.9,1'  # the training's sample grids
+TEMPERATURES = ','.join(f'{t:g}' for t in GRID_TEMPERATURES)  # the training's sample grids
 
 
 def add_parser(subparsers):
@@ -42,9 +44,9 @@ def run(args):
 
     temperatures = common.parse_floats(args.temperatures, '--temperatures')
     if min(temperatures) < 0:
-        raise UsageError(f'--temperatures must not be negative, got {args.temperatures!r}')
+        raise InputError(f'--temperatures must not be negative, got {args.temperatures!r}')
     if args.n < 1:
-        raise UsageError(f'--n must be at least 1, got {args.n}')
+        raise InputError(f'--n must be at least 1, got {args.n}')
     common.check_output(args.out, ('.png', '.npy'))
     config, _ = read_config(common.run_folder(args))
     labels = class_labels(args.label, args.n, config)
@@ -78,7 +80,9 @@ def class_labels(label, n, config):
     if common.check_label(label, config) is not None:
         return np.full(n, label, np.int32)
     # one class per grid column, as the training's sample grids
-    return (np.arange(n) % math.ceil(math.sqrt(n)) % config.n_y).astype(np.int32) if config.ycond else np.zeros(n, np.int32)
+    if not config.conditional:
+        return np.zeros(n, np.int32)
+    return (np.arange(n) % math.ceil(math.sqrt(n)) % config.n_classes).astype(np.int32)
 
 
 def name(temperature):

@@ -28,8 +28,7 @@ LOGSCALE_FACTOR = 3.
 class ActNormBijector(FlowBijector):
     """Per-channel shift and scale.  inverse (data -> latent): (y + bias) * exp(f * logs)."""
 
-    def __init__(self, bias, logs, logscale_factor=LOGSCALE_FACTOR, per_element=False, validate_args=False,
-                 name='actnorm'):
+    def __init__(self, bias, logs, logscale_factor=LOGSCALE_FACTOR, per_element=False, name='actnorm'):
         parameters = dict(locals())
         self._per_element = bool(per_element)
         if logscale_factor <= 0:
@@ -37,8 +36,7 @@ class ActNormBijector(FlowBijector):
         self._bias = bias
         self._logs = logs
         self._logscale_factor = float(logscale_factor)
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args,
-                         is_constant_jacobian=True)
+        super().__init__(parameters=parameters, name=name, is_constant_jacobian=True)
 
     def _log_scale(self):
         return self._logs * self._logscale_factor

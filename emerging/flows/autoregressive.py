@@ -70,7 +70,7 @@ def network_masks(channels, depth=HIDDEN_DEPTH):
 class AutoregressiveBijector(JointFlowBijector):
     """inverse (data -> latent): z = x * scale(x) + mu(x); forward: sequential exact solve."""
 
-    def __init__(self, kernels, biases, upper=False, validate_args=False, name='maf'):
+    def __init__(self, kernels, biases, upper=False, name='maf'):
         parameters = dict(locals())
         channels = int(kernels[0].shape[2])
         masks = network_masks(channels, int(kernels[0].shape[3]))
@@ -81,7 +81,7 @@ class AutoregressiveBijector(JointFlowBijector):
         self._kernels, self._biases = list(kernels), list(biases)
         self._masks = masks  # numpy: the cached bijector may be first built inside a tf.function
         self._upper = bool(upper)
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args)
+        super().__init__(parameters=parameters, name=name)
 
     def _flip(self, x):
         return tf.reverse(x, axis=[1, 2, 3]) if self._upper else x

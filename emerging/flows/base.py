@@ -83,11 +83,10 @@ class FlowBijector(tfb.Bijector):
     Jacobians; the joint methods combine them.
     """
 
-    def __init__(self, *, parameters, name, validate_args=False, is_constant_jacobian=False):
+    def __init__(self, *, parameters, name, is_constant_jacobian=False):
         super().__init__(
             forward_min_event_ndims=EVENT_NDIMS,
             is_constant_jacobian=is_constant_jacobian,
-            validate_args=validate_args,
             parameters=parameters,
             name=name)
 
@@ -156,12 +155,11 @@ class FlowChain(JointFlowBijector):
     `tf.recompute_grad`: its activations are recomputed in the backward pass
     instead of being kept (gradient checkpointing)."""
 
-    def __init__(self, bijectors: Sequence[FlowBijector], recompute_gradients: bool = False,
-                 validate_args: bool = False, name: str = 'flow_chain'):
+    def __init__(self, bijectors: Sequence[FlowBijector], recompute_gradients: bool = False, name: str = 'flow_chain'):
         parameters = dict(locals())
         self._flow_bijectors = list(bijectors)
         self._recompute_gradients = bool(recompute_gradients)
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args)
+        super().__init__(parameters=parameters, name=name)
 
     @property
     def bijectors(self):

@@ -20,9 +20,8 @@ import numpy as np
 import scipy.linalg
 import tensorflow as tf
 
+from emerging.choices import DECOMPOSITIONS, described
 from emerging.flows.base import FlowBijector, FlowLayer, check_nhwc, pixelwise_matmul, spatial_size
-
-DECOMPOSITIONS = ('', 'PLU', 'LU', 'QR')
 
 
 def random_orthogonal(rng, n):
@@ -58,23 +57,21 @@ class _Conv1x1Bijector(FlowBijector):
 
 
 class PlainConv1x1Bijector(_Conv1x1Bijector):
-    def __init__(self, weight, validate_args=False, name='invconv'):
+    def __init__(self, weight, name='invconv'):
         parameters = dict(locals())
         self._weight = weight
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args,
-                         is_constant_jacobian=True)
+        super().__init__(parameters=parameters, name=name, is_constant_jacobian=True)
 
     def _matrix64(self):
         return tf.cast(self._weight, tf.float64)
 
 
 class PLUConv1x1Bijector(_Conv1x1Bijector):
-    def __init__(self, p, lower, upper, sign_s, log_s, validate_args=False, name='invconv'):
+    def __init__(self, p, lower, upper, sign_s, log_s, name='invconv'):
         parameters = dict(locals())
         self._p, self._lower, self._upper = p, lower, upper
         self._sign_s, self._log_s = sign_s, log_s
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args,
-                         is_constant_jacobian=True)
+        super().__init__(parameters=parameters, name=name, is_constant_jacobian=True)
 
     def _factors64(self):
         lower = tf.linalg.band_part(tf.cast(self._lower, tf.float64), -1, 0)
@@ -100,12 +97,11 @@ class PLUConv1x1Bijector(_Conv1x1Bijector):
 
 
 class QRConv1x1Bijector(_Conv1x1Bijector):
-    def __init__(self, householder_vectors, s, upper, validate_args=False, name='invconv'):
+    def __init__(self, householder_vectors, s, upper, name='invconv'):
         parameters = dict(locals())
         self._vectors = list(householder_vectors)
         self._s, self._upper = s, upper
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args,
-                         is_constant_jacobian=True)
+        super().__init__(parameters=parameters, name=name, is_constant_jacobian=True)
 
     def _q64(self):
         n = len(self._vectors)
@@ -139,8 +135,7 @@ class InvertibleConv1x1(FlowLayer):
 
     def __init__(self, decomposition='', rng=None, name='invconv', **kwargs):
         if decomposition not in DECOMPOSITIONS:
-            raise ValueError(f'unknown decomposition {decomposition!r}; allowed: '
-                             + ', '.join(repr(d) for d in DECOMPOSITIONS))
+            raise ValueError(f'unknown decomposition {decomposition!r}; allowed: {described(DECOMPOSITIONS)}')
         super().__init__(name=name, **kwargs)
         self.decomposition = decomposition
         self._rng = rng if rng is not None else np.random.default_rng()

@@ -28,10 +28,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from emerging.choices import COUPLINGS, described
 from emerging.flows.base import FlowLayer, JointFlowBijector, channel_halves, check_nhwc, sum_event
-from emerging.flows.nn import Conv2dActnorm, Conv2dZeros, even_then_odd
-
-COUPLINGS = {0: 'additive', 1: 'affine'}
+from emerging.flows.nets.conv import Conv2dActnorm, Conv2dZeros, even_then_odd
 
 
 class CouplingNetwork(tf_keras.layers.Layer):
@@ -69,11 +68,11 @@ class CouplingNetwork(tf_keras.layers.Layer):
 class CouplingBijector(JointFlowBijector):
     """inverse (data -> latent): z2 <- z2 + f(z1) or (z2 + shift) * scale; forward undoes it."""
 
-    def __init__(self, network, affine, validate_args=False, name='coupling'):
+    def __init__(self, network, affine, name='coupling'):
         parameters = dict(locals())
         self._network = network
         self._affine = bool(affine)
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args)
+        super().__init__(parameters=parameters, name=name)
 
     def _shift_and_log_scale(self, z1):
         h = self._network(z1)
@@ -103,7 +102,7 @@ class Coupling(FlowLayer):
 
     def __init__(self, width, flow_coupling=0, rng=None, compute_dtype='float32', name='coupling', **kwargs):
         if flow_coupling not in COUPLINGS:
-            raise ValueError(f'unknown flow_coupling {flow_coupling!r}; allowed: 0 (additive), 1 (affine)')
+            raise ValueError(f'unknown flow_coupling {flow_coupling!r}; allowed: {described(COUPLINGS)}')
         super().__init__(name=name, **kwargs)
         self.affine = flow_coupling == 1
         self.width = int(width)

@@ -34,6 +34,10 @@ system piece by piece, without reordering; one gather at the end puts the
 pixels back in place.  The solve runs in the input's dtype (float32); the
 original instead solved in float64 on the host after rescaling the kernel,
 which a triangular solve does not need.
+
+`sequential_emerging_inverse` is the original's algorithm in NumPy, float64,
+one pixel and one channel at a time: the reference the tests and
+scripts/bench_inverse.py compare the in-graph solve with (slow).
 """
 import numpy as np
 import tensorflow as tf
@@ -115,7 +119,7 @@ def solve_diagonals(y, bounds, side, vertical, corner, later_first):
 class EmergingConvBijector(FlowBijector):
     """inverse (data -> latent): two masked convolutions and a bias; forward: exact solve."""
 
-    def __init__(self, w1, w2, bias, validate_args=False, name='emerging'):
+    def __init__(self, w1, w2, bias, name='emerging'):
         parameters = dict(locals())
         channels = int(w1.shape[-1])
         if tuple(w1.shape) != (KERNEL_SIZE, KERNEL_SIZE, channels, channels) or w2.shape != w1.shape:
@@ -124,8 +128,7 @@ class EmergingConvBijector(FlowBijector):
         # numpy, not tensors: the bijector is cached and may be first built inside a tf.function
         self._mask1 = square_ar_mask(channels)
         self._mask2 = self._mask1[::-1, ::-1, ::-1, ::-1].copy()
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args,
-                         is_constant_jacobian=True)
+        super().__init__(parameters=parameters, name=name, is_constant_jacobian=True)
 
     def _kernels(self):
         return self._w1 * self._mask1, self._w2 * self._mask2
@@ -206,3 +209,37 @@ class EmergingConv(FlowLayer):
     def parameter_count(self):
         channels = int(self.b.shape[0])
         return 2 * int(square_ar_mask(channels).sum()) + channels
+
+
+def sequential_masked_conv_solve(y, kernel, later_first):
+    """Reference: solve y = conv_SAME(x, kernel) for x by plain back-substitution, one
+    pixel and one channel at a time (what the original's Cython loop did).
+
+    `kernel` [3, 3, C, C] must be triangular in (row, column, channel) order:
+    with `later_first` each pixel depends on later pixels and the centre tap
+    is upper triangular (emerging W1); otherwise on earlier pixels with a lower
+    triangular centre (emerging W2).  Vectorised over the batch only."""
+    y = np.asarray(y, np.float64)
+    kernel = np.asarray(kernel, np.float64)
+    n, height, width, channels = y.shape
+    pixels = [(i, j) for i in range(height) for j in range(width)]
+    channel_order = list(range(channels))
+    if later_first:
+        pixels.reverse()
+    else:
+        channel_order.reverse()
+    padded = np.zeros([n, height + 2, width + 2, channels])
+    for i, j in pixels:
+        for co in channel_order:
+            # one output channel of one pixel: sum over the 3x3 taps and all input channels
+            weights = kernel[:, :, :, co].copy()
+            weights[1, 1, co] = 0.
+            acc = np.einsum('nabc,abc->n', padded[:, i:i + 3, j:j + 3], weights)
+            padded[:, i + 1, j + 1, co] = (y[:, i, j, co] - acc) / kernel[1, 1, co, co]
+    return padded[:, 1:-1, 1:-1]
+
+
+def sequential_emerging_inverse(z, k1, k2, bias):
+    """Inverse of z = conv(conv(x, k1), k2) + bias with the masked kernels of the emerging convolution."""
+    h = sequential_masked_conv_solve(np.asarray(z, np.float64) - bias, k2, later_first=False)
+    return sequential_masked_conv_solve(h, k1, later_first=True)

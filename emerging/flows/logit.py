@@ -19,12 +19,12 @@ from emerging.flows.base import FlowBijector, FlowLayer, check_nhwc, sum_event
 class LogitBijector(FlowBijector):
     """forward = latent -> data (sigmoid), inverse = data -> latent (logit)."""
 
-    def __init__(self, alpha=0.05, validate_args=False, name='logit'):
+    def __init__(self, alpha=0.05, name='logit'):
         parameters = dict(locals())
         if not 0. < alpha < 0.5:
             raise ValueError(f'{name}: alpha must be in (0, 0.5) (x = 0 must map to a finite z), got {alpha}')
         self._alpha = float(alpha)
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args)
+        super().__init__(parameters=parameters, name=name)
 
     def _s(self, y):
         return self._alpha + (1. - 2. * self._alpha) * y

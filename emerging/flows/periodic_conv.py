@@ -40,13 +40,12 @@ def _circular_pad(x):
 class PeriodicConvBijector(FlowBijector):
     """inverse (data -> latent): circular 3x3 convolution plus bias; forward: Fourier-domain solve."""
 
-    def __init__(self, kernel, bias, validate_args=False, name='fourier'):
+    def __init__(self, kernel, bias, name='fourier'):
         parameters = dict(locals())
         if kernel.shape.rank != 4 or tuple(kernel.shape[:2]) != (3, 3) or kernel.shape[2] != kernel.shape[3]:
             raise ValueError(f'{name}: kernel must be [3, 3, C, C], got {kernel.shape}')
         self._kernel, self._bias = kernel, bias
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args,
-                         is_constant_jacobian=True)
+        super().__init__(parameters=parameters, name=name, is_constant_jacobian=True)
 
     def _frequency_parts(self, height, width):
         """Re K(u, v) and Im K(u, v) for u < H, v <= W // 2: float64 [H, W // 2 + 1, C, C] each."""

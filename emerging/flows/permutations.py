@@ -18,12 +18,11 @@ from emerging.flows.base import FlowBijector, FlowLayer, check_nhwc
 class ChannelPermuteBijector(FlowBijector):
     """inverse (data -> latent): gather channels by `indices`; forward: by `indices_inverse`."""
 
-    def __init__(self, indices, indices_inverse, validate_args=False, name='channel_permute'):
+    def __init__(self, indices, indices_inverse, name='channel_permute'):
         parameters = dict(locals())
         self._indices = indices
         self._indices_inverse = indices_inverse
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args,
-                         is_constant_jacobian=True)
+        super().__init__(parameters=parameters, name=name, is_constant_jacobian=True)
 
     def _inverse(self, y):
         return tf.gather(y, self._indices, axis=-1)
@@ -41,10 +40,9 @@ class ChannelPermuteBijector(FlowBijector):
 class ReverseBijector(FlowBijector):
     """Channel reversal; its own inverse."""
 
-    def __init__(self, validate_args=False, name='reverse'):
+    def __init__(self, name='reverse'):
         parameters = dict(locals())
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args,
-                         is_constant_jacobian=True)
+        super().__init__(parameters=parameters, name=name, is_constant_jacobian=True)
 
     def _inverse(self, y):
         return tf.reverse(y, axis=[-1])

@@ -1,4 +1,4 @@
-"""Diagonal Gaussian priors as standardising bijectors, and the class head.
+"""Diagonal Gaussian priors as standardising bijectors.
 
 A latent z with prior N(mean, exp(logsd)^2) enters the model as the
 standard-normal eps of
@@ -17,13 +17,11 @@ priors (split.py) and the top prior use them.
   border); with `ycond` h += linear_zeros(onehot(labels)) (`prior/y_emb`)
   broadcast over H, W; mean = h[..., :C], logsd = h[..., C:].  It is the only
   layer that reads the `labels` conditioning input (int32 [N]).
-* `Classifier` (`classifier`): logits = linear_zeros(mean_{H, W}(z_top)).
 """
 import tensorflow as tf
-import tf_keras
 
 from emerging.flows.base import FlowLayer, JointFlowBijector, check_nhwc, sum_event
-from emerging.flows.nn import Conv2dZeros, LinearZeros
+from emerging.flows.nets.conv import Conv2dZeros, LinearZeros
 
 
 def standardize(z, mean, logsd):
@@ -39,10 +37,10 @@ def unstandardize(eps, mean, logsd):
 class TopPriorBijector(JointFlowBijector):
     """inverse (data -> latent): z -> eps by the top prior's mean and log-std."""
 
-    def __init__(self, prior_fn, validate_args=False, name='prior'):
+    def __init__(self, prior_fn, name='prior'):
         parameters = dict(locals())
         self._prior_fn = prior_fn
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args)
+        super().__init__(parameters=parameters, name=name)
 
     def inverse_and_log_det(self, y, labels=None, **condition):
         return standardize(y, *self._prior_fn(tf.shape(y)[0], labels))
@@ -86,19 +84,3 @@ class TopPrior(FlowLayer):
 
     def make_bijector(self):
         return TopPriorBijector(self.mean_and_logsd, name=self.name)
-
-
-class Classifier(tf_keras.layers.Layer):
-    """Class logits from the spatial mean of the top latent."""
-
-    def __init__(self, n_channels, n_y, name='classifier', **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.n_channels = int(n_channels)
-        self.linear = LinearZeros(n_y, name='linear')
-
-    def build(self, input_shape=None):
-        self.linear.build([None, self.n_channels])
-        self.built = True
-
-    def call(self, z):
-        return self.linear(tf.reduce_mean(z, axis=[1, 2]))

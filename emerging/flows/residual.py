@@ -10,30 +10,11 @@ g (`kernels` "3-1-3", `hidden` channels): [act] -> conv 3x3 -> act -> conv 1x1
 first block); with `fc=True` the same pattern of dense layers on the
 flattened [H*W*C] vector.  Inputs [N, H, W, C], log-dets [N].
 
-The log-det estimate (one Gaussian probe v per example, Hutchinson):
-
-    sum_{k=1}^{n} (-1)^(k+1) / k * w_k * v^T J^k v
-
-computed from the vector-Jacobian products v^T J^k, k = 1..n.  Russian
-roulette makes it unbiased: N_1..N_m (m = `n_samples`) are drawn from
-Poisson(2) or Geometric(0.5) (`n_dist`), n = max N_i + n_exact, and
-w_k = 1 for k <= n_exact, else mean_i [N_i >= k - n_exact] / P(N >= k - n_exact).
-Training uses n_exact = `n_exact_terms` (or, with `n_power_series`, a fixed n
-and w = 1: biased); evaluation uses n_exact = 20.
-
-Gradients (training):
-
-* `neumann_grad`: the gradient of log det(I + J) is tr((I + J)^-1 dJ) =
-  sum_{k>=0} (-1)^k tr(J^k dJ), estimated with the same probe and weights
-  from the products above, which are not differentiated: only one more
-  product w^T J (w = sum_k (-1)^k w_k v^T J^k) is, so the power series'
-  graph is never kept.  The value is still the log-det estimate above.
-* otherwise: backpropagation through all n products.
-* `grad_in_forward` (the public code's `--mem-eff`): the log-det's
-  gradients with respect to x and the weights are computed in the forward
-  pass and only they are kept; g is recomputed in the backward pass.  The
-  loss must weight every example's log-det alike (a batch mean), which is
-  how the model uses it.
+The log-det is an unbiased power-series estimate, its gradient the Neumann
+series (or backpropagation through the series, or computed in the forward
+pass): see `emerging.flows.residual_log_det`, which states the estimators.
+The block holds their settings (`n_power_series`, `n_dist`, `n_samples`,
+`n_exact_terms`, `neumann_grad`, `grad_in_forward`).
 
 Inverse (latent -> data): the fixed point x = z - g(x), iterated from
 x = z - g(z) until every |x - x_prev| <= atol + rtol |z| (1e-5 both), at
@@ -49,36 +30,12 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from emerging.choices import LIPSCHITZ_ACTIVATIONS, ROULETTE_DISTRIBUTIONS, described
 from emerging.flows.base import FlowLayer, JointFlowBijector
-from emerging.flows.lipschitz import ACTIVATIONS, Activation, SpectralNormConv2D, SpectralNormDense
+from emerging.flows.nets.lipschitz import Activation, SpectralNormConv2D, SpectralNormDense
+from emerging.flows.residual_log_det import gradient_in_forward, log_det_estimate, series_terms
 
-N_DISTS = ('poisson', 'geometric')
-POISSON_LAMBDA, GEOMETRIC_P = 2., 0.5
-EVAL_EXACT_TERMS = 20
 INVERSE_TOL, INVERSE_MAX_ITERATIONS = 1e-5, 1000
-
-
-def roulette_weights(n_terms_drawn, n_exact, n_dist):
-    """(n, w): the number of terms and w_k for k = 1..n [n] of one Russian-roulette draw.
-    `n_terms_drawn`: int32 [m] draws of N."""
-    n = tf.reduce_max(n_terms_drawn) + n_exact
-    k = tf.range(1, n + 1)
-    beyond = tf.cast(k - n_exact, tf.float32)  # the draw must reach k - n_exact
-    reached = tf.reduce_mean(tf.cast(n_terms_drawn[None, :] >= (k - n_exact)[:, None], tf.float32), axis=1)
-    if n_dist == 'poisson':
-        # P(N >= j) = 1 - sum_{i<j} e^-lam lam^i / i! = the regularised lower incomplete gamma P(j, lam), j >= 1
-        p_reach = tf.math.igamma(tf.maximum(beyond, 1.), POISSON_LAMBDA)
-    else:
-        # numpy's geometric counts trials, N >= 1: P(N >= j) = (1 - p)^(j - 1)
-        p_reach = tf.pow(1. - GEOMETRIC_P, tf.maximum(beyond - 1., 0.))
-    return n, tf.where(beyond <= 0., tf.ones_like(reached), reached / p_reach)
-
-
-def draw_terms(n_samples, n_dist):
-    if n_dist == 'poisson':
-        return tf.cast(tf.random.poisson([n_samples], POISSON_LAMBDA), tf.int32)
-    uniform = tf.random.uniform([n_samples], minval=1e-7, maxval=1.)
-    return tf.cast(tf.floor(tf.math.log(uniform) / np.log(1. - GEOMETRIC_P)), tf.int32) + 1
 
 
 class ResidualBlockBijector(JointFlowBijector):
@@ -86,10 +43,10 @@ class ResidualBlockBijector(JointFlowBijector):
     Condition `training=True` selects the training estimator and updates the spectral norms;
     `map_only=True` (encoding, decoding, sampling) skips the log-det estimate and returns 0 for it."""
 
-    def __init__(self, block: 'ResidualBlock', validate_args=False, name='residual'):
+    def __init__(self, block: 'ResidualBlock', name='residual'):
         parameters = dict(locals())
         self._block = block
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args)
+        super().__init__(parameters=parameters, name=name)
 
     def inverse_and_log_det(self, y, training=False, map_only=False, **condition):
         if map_only:
@@ -104,7 +61,21 @@ class ResidualBlockBijector(JointFlowBijector):
 
 
 class ResidualBlock(FlowLayer):
-    """z = x + g(x) on [N, H, W, C], g a spectrally normalised network (see the module docstring)."""
+    """z = x + g(x) on [N, H, W, C], g a spectrally normalised network (see the module docstring).
+
+    Args:
+      hidden: g's hidden channels (units with `fc`).
+      kernels: g's kernel sizes joined by '-' (e.g. '3-1-3'); one layer each.
+      activation: one of `emerging.choices.LIPSCHITZ_ACTIVATIONS`.
+      fc: dense layers on the flattened input instead of convolutions.
+      preact: an activation before g's first layer.
+      coeff: every layer's Lipschitz bound, in (0, 1).
+      n_lipschitz_iters, sn_tol: the power iteration's fixed count, or its tolerance.
+      n_power_series, n_dist, n_samples, n_exact_terms, neumann_grad, grad_in_forward: the log-det estimator
+        and its gradient (emerging.flows.residual_log_det).
+      rng: the numpy Generator of the initial weights.
+      name: the layer's name.
+    """
 
     def __init__(self, hidden: int = 512, kernels: str = '3-1-3', activation: str = 'swish', fc: bool = False,
                  preact: bool = True, coeff: float = 0.98, n_lipschitz_iters: int | None = None,
@@ -119,10 +90,10 @@ class ResidualBlock(FlowLayer):
             raise ValueError(f'{name}: kernels must be sizes joined by "-" (e.g. 3-1-3), got {kernels!r}') from None
         if len(self.kernel_sizes) < 2:
             raise ValueError(f'{name}: kernels needs at least two layers, got {kernels!r}')
-        if activation not in ACTIVATIONS:
-            raise ValueError(f'{name}: unknown activation {activation!r}; allowed: {", ".join(ACTIVATIONS)}')
-        if n_dist not in N_DISTS:
-            raise ValueError(f'{name}: unknown n_dist {n_dist!r}; allowed: {", ".join(N_DISTS)}')
+        if activation not in LIPSCHITZ_ACTIVATIONS:
+            raise ValueError(f'{name}: unknown activation {activation!r}; allowed: {described(LIPSCHITZ_ACTIVATIONS)}')
+        if n_dist not in ROULETTE_DISTRIBUTIONS:
+            raise ValueError(f'{name}: unknown n_dist {n_dist!r}; allowed: {described(ROULETTE_DISTRIBUTIONS)}')
         if not 0. < coeff < 1.:
             raise ValueError(f'{name}: coeff must be in (0, 1) for an invertible block, got {coeff}')
         if hidden < 1 or n_samples < 1 or n_exact_terms < 0:
@@ -205,79 +176,25 @@ class ResidualBlock(FlowLayer):
         return g, vjp
 
     def g(self, x, params=None):
+        """g(x) [N, H, W, C] (with `params`, the tensors of `params()`, in place of the weights)."""
         return self.g_and_vjp(x, self.params() if params is None else params)[0]
 
-    def _series(self, vjp, v, n, weights, differentiable):
-        """(sum_k (-1)^(k+1)/k w_k v^T J^k v [N], w = sum_{k=0}^{n} (-1)^k w_k v^T J^k)."""
-        dot = lambda a, b: tf.reduce_sum(tf.reshape(a * b, [tf.shape(a)[0], -1]), axis=1)
-        if differentiable and isinstance(n, int):
-            u, log_det = v, 0.
-            for k in range(1, n + 1):
-                u = vjp(u)
-                log_det += (-1) ** (k + 1) / k * weights[k - 1] * dot(u, v)
-            return log_det, None
+    # ---- the log-det ------------------------------------------------------------------------------
+    def _estimate(self, x, params, training):
+        """(g(x), the log-det estimate) with this block's estimator settings."""
+        def terms():
+            return series_terms(training, self.n_power_series, self.n_exact_terms, self.n_samples, self.n_dist)
 
-        def body(k, u, log_det, neumann):
-            u = vjp(u)
-            sign = tf.where(k % 2 == 1, 1., -1.)
-            w_k = tf.gather(weights, k - 1)
-            return (k + 1, u, log_det + sign / tf.cast(k, tf.float32) * w_k * dot(u, v),
-                    neumann - sign * w_k * u)
-
-        zeros = tf.zeros(tf.shape(v)[:1])
-        _, _, log_det, neumann = tf.while_loop(lambda k, *_: k <= n, body, (tf.constant(1), v, zeros, v))
-        return log_det, neumann
-
-    def _terms(self, training):
-        if training and self.n_power_series is not None:
-            return self.n_power_series, tf.ones([self.n_power_series])
-        n_exact = self.n_exact_terms if training else EVAL_EXACT_TERMS
-        return roulette_weights(draw_terms(self.n_samples, self.n_dist), n_exact, self.n_dist)
-
-    def _log_det(self, x, params, training):
-        """(g(x), log-det estimate) as functions of x and params, for the chosen estimator."""
-        g, vjp = self.g_and_vjp(x, params)
-        v = tf.random.normal(tf.shape(x))
-        n, weights = self._terms(training)
-        if not training:
-            return g, tf.stop_gradient(self._series(vjp, v, n, weights, differentiable=False)[0])
-        if not self.neumann_grad:
-            return g, self._series(vjp, v, n, weights, differentiable=True)[0]
-        value, neumann = self._series(lambda u: vjp(tf.stop_gradient(u)), v, n, weights, differentiable=False)
-        value, neumann = tf.stop_gradient(value), tf.stop_gradient(neumann)
-        surrogate = tf.reduce_sum(tf.reshape(vjp(neumann) * v, [tf.shape(x)[0], -1]), axis=1)
-        return g, value + surrogate - tf.stop_gradient(surrogate)
+        return log_det_estimate(self.g_and_vjp, x, params, terms, training, self.neumann_grad)
 
     def forward_and_log_det(self, x, training=False):
-        """Data -> latent: (x + g(x), log-det estimate [N])."""
+        """Data -> latent: (x + g(x), log-det estimate [N]); `training` selects the training estimator and
+        runs the power iterations first."""
         params = self.params(update=training)
-        if not (training and self.grad_in_forward):
-            g, log_det = self._log_det(x, params, training)
-            return x + g, log_det
-        return self._grad_in_forward(x, params)
-
-    def _grad_in_forward(self, x, params):
-        @tf.custom_gradient
-        def block(x, *params):
-            with tf.GradientTape() as tape:
-                tape.watch([x, *params])
-                g, log_det = self._log_det(x, list(params), training=True)
-            grads = tape.gradient(log_det, [x, *params], unconnected_gradients=tf.UnconnectedGradients.ZERO)
-
-            def backward(dz, dlog_det):
-                with tf.GradientTape() as recompute:
-                    recompute.watch([x, *params])
-                    g_again = self.g(x, list(params))
-                dg = recompute.gradient(g_again, [x, *params], output_gradients=dz,
-                                        unconnected_gradients=tf.UnconnectedGradients.ZERO)
-                # every example's log-det has the same weight in the loss (a batch mean): see the docstring
-                scale = tf.reduce_mean(dlog_det)
-                dx = dz + dg[0] + grads[0] * tf.reshape(dlog_det, [-1, 1, 1, 1])
-                return [dx] + [a + b * scale for a, b in zip(dg[1:], grads[1:])]
-
-            return (x + tf.stop_gradient(g), tf.stop_gradient(log_det)), backward
-
-        return block(x, *params)
+        if training and self.grad_in_forward:
+            return gradient_in_forward(lambda t, p: self._estimate(t, p, True), self.g, x, params)
+        g, log_det = self._estimate(x, params, training)
+        return x + g, log_det
 
     def invert(self, z):
         """Latent -> data by the fixed-point iteration x = z - g(x)."""

@@ -23,17 +23,17 @@ channels.  Decoding with the same eps reconstructs exactly.
 import tensorflow as tf
 
 from emerging.flows.base import FlowLayer, JointFlowBijector, channel_halves, check_nhwc
-from emerging.flows.nn import Conv2dZeros, even_then_odd
+from emerging.flows.nets.conv import Conv2dZeros, even_then_odd
 from emerging.flows.priors import standardize, unstandardize
 
 
 class SplitPriorBijector(JointFlowBijector):
     """inverse (data -> latent): [z1, z2] -> [z1, eps]; forward: [z1, eps] -> [z1, z2]."""
 
-    def __init__(self, prior_fn, validate_args=False, name='split'):
+    def __init__(self, prior_fn, name='split'):
         parameters = dict(locals())
         self._prior_fn = prior_fn
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args)
+        super().__init__(parameters=parameters, name=name)
 
     def inverse_and_log_det(self, y, **condition):
         z1, z2 = channel_halves(y)
@@ -74,10 +74,10 @@ class SplitPrior(FlowLayer):
 class FirstHalfBijector(JointFlowBijector):
     """`inner` on the first half of the channels, the identity on the second."""
 
-    def __init__(self, inner, validate_args=False, name='first_half'):
+    def __init__(self, inner, name='first_half'):
         parameters = dict(locals())
         self._inner = inner
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args)
+        super().__init__(parameters=parameters, name=name)
 
     def inverse_and_log_det(self, y, **condition):
         first, second = channel_halves(y)

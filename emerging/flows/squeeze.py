@@ -37,10 +37,10 @@ def unsqueeze2d(x, factor=2):
 class SqueezedBijector(JointFlowBijector):
     """`inner` between a squeeze and an unsqueeze; the log-det is inner's."""
 
-    def __init__(self, inner, validate_args=False, name='squeezed'):
+    def __init__(self, inner, name='squeezed'):
         parameters = dict(locals())
         self._inner = inner
-        super().__init__(parameters=parameters, name=name, validate_args=validate_args)
+        super().__init__(parameters=parameters, name=name)
 
     def inverse_and_log_det(self, y, **condition):
         z, log_det = self._inner.inverse_and_log_det(squeeze2d(y), **condition)

@@ -28,7 +28,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from emerging.optim import DynamicLossScale, Optimizer
+from emerging.training.optim import DynamicLossScale, Optimizer
 from emerging.training.recorder import Recorder, format_results
 from emerging.training.state import CheckpointState
 from emerging.training.steps import build_steps
@@ -47,7 +47,7 @@ class Trainer:
         self.optimizer = Optimizer(model.trainable_variables, config.optimizer, config.beta1, config.beta2,
                                    config.weight_decay, config.polyak_decay)
         # float16 networks need loss scaling (bfloat16 has float32's exponent range)
-        self.loss_scale = DynamicLossScale() if model.config.compute_dtype == 'float16' else None
+        self.loss_scale = DynamicLossScale() if model.compute_dtype == 'float16' else None
         self.train_iter, self.test_iter = iter(data.train), iter(data.test)
         self.state = CheckpointState(model, self.optimizer, logdir, dist,
                                      {'train': self.train_iter, 'test': self.test_iter}, self.loss_scale)
@@ -149,7 +149,7 @@ class Trainer:
             return []
         with self.state.polyak_weights(self.config.use_polyak_for_eval):
             return self.recorder.sample_grids(epoch, self.sample_fn, self.model.config.image_shape[0],
-                                              self.model.config.n_y)
+                                              self.model.n_classes)
 
     def inference(self):
         """Encode the test set to flat latents and decode them; returns (x, z, recon) of all processes."""

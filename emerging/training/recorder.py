@@ -35,9 +35,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from emerging.choices import TEMPERATURES
 from emerging.training.steps import STATS
-
-TEMPERATURES = (0., .25, .5, .6, .7, .8, .9, 1.)
 
 
 def format_results(results):

@@ -27,29 +27,22 @@ import os
 import numpy as np
 import tensorflow as tf
 
-BEST_CHECKPOINT = 'model_best_loss.ckpt'
-
-
-def write_checkpoint_atomically(checkpoint, prefix):
-    """checkpoint.write(prefix) via temporary files, so a crash never leaves half of one."""
-    written = checkpoint.write(prefix + '.tmp')
-    for suffix in ('.data-00000-of-00001', '.index'):
-        os.replace(written + suffix, prefix + suffix)
-    return prefix
-
-
-def check_readable(path):
-    """Raise ValueError('cannot read checkpoint ...') unless `path` is a readable checkpoint prefix."""
-    try:
-        tf.train.load_checkpoint(path)
-    except Exception as error:
-        raise ValueError(f'cannot read checkpoint {path!r}: {type(error).__name__}: '
-                         f'{str(error).splitlines()[0]}') from None
+from emerging.runs.folder import BEST_CHECKPOINT, CHECKPOINTS, check_readable, write_checkpoint_atomically
 
 
 class CheckpointState:
+    """A run's checkpointed state and its files (see the module docstring).
+
+    Args:
+      model: the model (an `ImageFlowModel`).
+      optimizer: its `Optimizer`.
+      logdir: the run folder.
+      dist: the `Distributed` of this process.
+      iterators: this process's input iterators by name ({'train': ..., 'test': ...}).
+      loss_scale: the `DynamicLossScale` of float16 networks, or None.
+    """
+
     def __init__(self, model, optimizer, logdir, dist, iterators, loss_scale=None):
-        """`iterators`: this process's input iterators by name ({'train': ..., 'test': ...})."""
         self.model, self.optimizer, self.loss_scale = model, optimizer, loss_scale
         self.logdir, self.dist = logdir, dist
         counter = lambda name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)  # noqa: E731
@@ -63,7 +56,7 @@ class CheckpointState:
         # what a run started from another run's checkpoint takes over (--restore_path): not its counters
         self.weights = tf.train.Checkpoint(model=model, optimizer=optimizer,
                                            **({'loss_scale': loss_scale} if loss_scale is not None else {}))
-        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(logdir, 'checkpoints'),
+        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(logdir, CHECKPOINTS),
                                                   max_to_keep=2)
         self.inputs = tf.train.Checkpoint(**iterators)
 
@@ -117,7 +110,7 @@ class CheckpointState:
 
     # ---- writing ----------------------------------------------------------------------
     def input_state_path(self, epoch):
-        return os.path.join(self.logdir, 'checkpoints', f'input-rank{self.dist.rank}-{epoch}')
+        return os.path.join(self.logdir, CHECKPOINTS, f'input-rank{self.dist.rank}-{epoch}')
 
     def save_input_state(self, epoch):
         """This process's input position after `epoch`; keeps the last two, as the checkpoints."""

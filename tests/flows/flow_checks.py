@@ -1,6 +1,7 @@
 """The shared check every flow layer must pass (the flow-layer contract of emerging/flows/base.py)."""
 import numpy as np
 import tensorflow as tf
+
 # TFP's bijector test utility as shipped with TensorFlow (tensorflow-probability's
 # wheel does not include its own copy); it takes a session, so `Eager` stands in.
 from tensorflow.python.ops.distributions.bijector_test_util import assert_bijective_and_finite

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emerging.flows.emerging_conv import EmergingConv, EmergingConvBijector, square_ar_mask
-from emerging.testing import sequential_emerging_inverse
+from emerging.flows.emerging_conv import EmergingConv, EmergingConvBijector, sequential_emerging_inverse, square_ar_mask
 from tests.flows.flow_checks import check_flow_layer
 
 

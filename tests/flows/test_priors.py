@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emerging.flows.priors import Classifier, TopPrior, standardize, unstandardize
+from emerging.flows.priors import TopPrior, standardize, unstandardize
 from tests.flows.flow_checks import check_flow_layer, perturb
 
 
@@ -42,14 +42,3 @@ def test_class_conditional_top_prior_reads_the_labels():
     assert not np.allclose(eps[1].numpy(), layer.forward(z, 0., labels=tf.constant([0, 0, 0]))[0][1].numpy())
     with pytest.raises(ValueError, match='class-conditional'):
         layer.forward(z, 0.)
-
-
-def test_classifier_logits_from_the_spatial_mean():
-    classifier = Classifier(4, 5)
-    classifier.build()
-    for v in classifier.trainable_variables:
-        v.assign(tf.random.normal(v.shape))
-    z = tf.random.normal([2, 3, 3, 4])
-    linear = classifier.linear
-    expected = (tf.reduce_mean(z, axis=[1, 2]) @ linear.w + linear.b) * tf.exp(3. * linear.logs)
-    np.testing.assert_allclose(classifier(z).numpy(), expected.numpy(), rtol=1e-5)

@@ -13,8 +13,9 @@ import scipy.linalg
 import scipy.stats
 import tensorflow as tf
 
-from emerging.flows import residual
-from emerging.flows.residual import EVAL_EXACT_TERMS, ResidualBlock, roulette_weights
+from emerging.flows import residual_log_det
+from emerging.flows.residual import ResidualBlock
+from emerging.flows.residual_log_det import EVAL_EXACT_TERMS, roulette_weights
 from tests.flows.flow_checks import Eager, assert_bijective_and_finite, brute_force_log_det
 
 SHAPE = [3, 4, 4, 2]
@@ -182,7 +183,7 @@ def test_training_estimate_for_fixed_draws_is_the_weighted_series(n_dist, mode, 
     assert int(n) == 5
     coefficients = [(-1) ** (k + 1) / k * w for k, w in zip(range(1, 6), weights.numpy())]
     fixed_probe(monkeypatch, v)
-    monkeypatch.setattr(residual, 'draw_terms', lambda n_samples, dist: draws)
+    monkeypatch.setattr(residual_log_det, 'draw_terms', lambda n_samples, dist: draws)
     log_det = layer.forward_and_log_det(x, training=True)[1]
     # J after the call: training first runs the power iteration, which moves the normalised kernels
     expected = series(layer.jacobian_g(x).numpy(), v.numpy(), coefficients)
@@ -378,7 +379,7 @@ def test_roulette_weights(n_exact):
 def test_draws_follow_the_distribution_the_weights_assume(n_dist):
     """The weights divide by P(N >= j): the sampler must draw N with exactly those tail probabilities."""
     n = 200_000
-    draws = residual.draw_terms(n, n_dist).numpy()
+    draws = residual_log_det.draw_terms(n, n_dist).numpy()
     for j in range(1, 7):
         p = scipy.stats.poisson.sf(j - 1, 2.) if n_dist == 'poisson' else 0.5 ** (j - 1)
         assert abs(np.mean(draws >= j) - p) < 4. * np.sqrt(p * (1. - p) / n) + 1e-9, (j, np.mean(draws >= j), p)
@@ -387,8 +388,8 @@ def test_draws_follow_the_distribution_the_weights_assume(n_dist):
 
 def test_evaluation_uses_twenty_exact_terms(monkeypatch):
     seen = []
-    original = residual.roulette_weights
-    monkeypatch.setattr(residual, 'roulette_weights', lambda *a: seen.append(a[1:]) or original(*a))
+    original = residual_log_det.roulette_weights
+    monkeypatch.setattr(residual_log_det, 'roulette_weights', lambda *a: seen.append(a[1:]) or original(*a))
     layer = block(n_exact_terms=3)
     layer.forward_and_log_det(inputs())
     layer.forward_and_log_det(inputs(), training=True)

@@ -2,7 +2,7 @@ import numpy as np
 import tensorflow as tf
 
 from emerging.flows.coupling import Coupling
-from emerging.flows.nn import Conv2dZeros
+from emerging.flows.nets.conv import Conv2dZeros
 from emerging.flows.split import FirstHalf, SplitPrior
 from tests.flows.flow_checks import check_flow_layer, perturb
 

@@ -1,0 +1,159 @@
+"""Tabular density estimation (POWER, GAS, HEPMASS, MINIBOONE, BSDS300) with BNAF, MAF or RealNVP.
+
+    python scripts/tabular_density.py --dataset miniboone --data_dir data --flow bnaf --flows 5 --layers 0 \
+        --hidden_dim 10 --output_dir runs/miniboone
+
+--data_dir is the extracted data/ folder of the MAF benchmark archive (files and preprocessing in
+data_utils/tabular.py).  Training follows the public BNAF code: Adam (amsgrad) on shuffled train batches,
+gradients clipped to --clip_norm, a Polyak average of the weights (--polyak) that is what validation and test
+see; after every epoch the validation NLL: a new best (by more than 1e-4) writes {output_dir}/best, more than
+--patience epochs without one restore the best and multiply the learning rate by --decay (not below --min_lr),
+then --cooldown epochs pass uncounted; training stops after --early_stopping epochs without a new best or after
+--epochs.  TensorBoard curves (loss/train, loss/validation, lr) go to {output_dir}.  The last line is
+`test nll: <X> +- <SE> nats (published BNAF: <Y>)` for the best weights' Polyak average.
+"""
+import argparse
+import math
+import os
+import sys
+
+from emerging.choices import BNAF_RESIDUALS, VECTOR_FLOWS
+from emerging.data import tabular
+
+PROG = 'tabular_density.py'
+
+
+def build_parser():
+    """tabular_density.py's parser (the public BNAF density_estimation.py's flags, plus --flow)."""
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    p.add_argument('--dataset', required=True, choices=tabular.DATASETS)
+    p.add_argument('--data_dir', required=True, help='the extracted data/ folder of the MAF benchmark archive')
+    p.add_argument('--flow', default='bnaf', choices=VECTOR_FLOWS)
+    p.add_argument('--learning_rate', type=float, default=1e-2)
+    p.add_argument('--batch_dim', type=int, default=200)
+    p.add_argument('--clip_norm', type=float, default=0.1)
+    p.add_argument('--epochs', type=int, default=1000)
+    p.add_argument('--patience', type=int, default=20)
+    p.add_argument('--cooldown', type=int, default=10)
+    p.add_argument('--early_stopping', type=int, default=100)
+    p.add_argument('--decay', type=float, default=0.5)
+    p.add_argument('--min_lr', type=float, default=5e-4)
+    p.add_argument('--polyak', type=float, default=0.998)
+    p.add_argument('--flows', type=int, default=5, help='BNAF networks, reversed between')
+    p.add_argument('--layers', type=int, default=1,
+                   help='tanh layers per network (0 builds one, as the public code does)')
+    p.add_argument('--hidden_dim', type=int, default=10, help='hidden units per dimension')
+    p.add_argument('--residual', default='gated', choices=BNAF_RESIDUALS)
+    p.add_argument('--output_dir', default='tabular_runs')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--no_progress', action='store_true')
+    return p
+
+
+def check(args):
+    """Raise ValueError / FileNotFoundError naming the first bad flag."""
+    for flag in ('batch_dim', 'epochs', 'flows', 'hidden_dim', 'early_stopping'):
+        if getattr(args, flag) < 1:
+            raise ValueError(f'--{flag} must be positive, got {getattr(args, flag)}')
+    for flag in ('patience', 'cooldown', 'layers'):
+        if getattr(args, flag) < 0:
+            raise ValueError(f'--{flag} must not be negative, got {getattr(args, flag)}')
+    if args.learning_rate <= 0. or args.clip_norm <= 0. or args.min_lr < 0.:
+        raise ValueError('--learning_rate and --clip_norm must be positive and --min_lr not negative')
+    if not 0. < args.decay <= 1.:
+        raise ValueError(f'--decay must be in (0, 1], got {args.decay}')
+    if not 0. <= args.polyak < 1.:
+        raise ValueError(f'--polyak must be in [0, 1), got {args.polyak}')
+    if not os.path.isdir(args.data_dir):
+        raise FileNotFoundError(f'--data_dir {args.data_dir}: no such directory')
+
+
+def main(argv=None):
+    """tabular_density.py: train, then the test line; returns the exit code (2 bad input, 3 diverged)."""
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    args = build_parser().parse_args(argv)
+    try:
+        check(args)
+        train, validation, test = tabular.load(args.dataset, args.data_dir)
+    except (ValueError, FileNotFoundError) as error:
+        print(f'{PROG}: error: {error}', file=sys.stderr)
+        return 2
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras
+
+    from emerging.averaging import PolyakAverage
+    from emerging.vector import Plateau, build_flow, clipped_train_step
+
+    dims = train.shape[1]
+    print(f'{args.dataset}: d = {dims}, train {len(train):,}, validation {len(validation):,}, test {len(test):,}')
+    flow = build_flow(args.flow, dims, args.hidden_dim, max(1, args.layers), n_flows=args.flows,
+                      residual=BNAF_RESIDUALS[args.residual], baseline_units=args.hidden_dim * dims, seed=args.seed)
+    print(f'{args.flow}: {flow.parameter_count:,} parameters')
+    density = flow.density_distribution()
+    variables = flow.variables
+    optimizer = tf_keras.optimizers.Adam(args.learning_rate, amsgrad=True)
+    polyak = PolyakAverage(variables, args.polyak)
+    checkpoint = tf.train.Checkpoint(variables=variables, optimizer=optimizer, polyak=polyak)
+    os.makedirs(args.output_dir, exist_ok=True)
+    best_path = os.path.join(args.output_dir, 'best')
+    writer = tf.summary.create_file_writer(args.output_dir)
+
+    train_step = clipped_train_step(lambda x: -tf.reduce_mean(density.log_prob(x)), variables, optimizer,
+                                    args.clip_norm, after_update=polyak.update)
+
+    log_prob = tf.function(density.log_prob, reduce_retracing=True)
+
+    def negative_log_likelihoods(data):
+        return np.concatenate([-log_prob(tf.constant(data[k:k + args.batch_dim])).numpy()
+                               for k in range(0, len(data), args.batch_dim)])
+
+    def averaged_nll(data):
+        polyak.swap_polyak()
+        try:
+            return negative_log_likelihoods(data)
+        finally:
+            polyak.swap_polyak()
+
+    rng = np.random.default_rng(args.seed)
+    schedule = Plateau(args.learning_rate, args.decay, args.patience, args.min_lr, args.cooldown)
+    lr, saved = args.learning_rate, None
+    for epoch in range(1, args.epochs + 1):
+        order = rng.permutation(len(train))
+        batches = range(0, len(train), args.batch_dim)
+        if not args.no_progress:
+            from tqdm import tqdm
+            batches = tqdm(batches, desc=f'epoch {epoch}', leave=False, dynamic_ncols=True, file=sys.stderr)
+        losses = [float(train_step(tf.constant(train[order[k:k + args.batch_dim]]), tf.constant(lr, tf.float32)))
+                  for k in batches]
+        train_loss = float(np.mean(losses))
+        if not math.isfinite(train_loss):
+            print(f'{PROG}: error: the train loss is not finite in epoch {epoch}', file=sys.stderr)
+            return 3
+        validation_loss = float(averaged_nll(validation).mean())
+        lr = schedule.step(validation_loss)
+        if schedule.improved:
+            saved = checkpoint.write(best_path)
+        if schedule.reduced and saved:
+            checkpoint.read(saved).assert_consumed()
+        print(f'epoch {epoch}: train_loss {train_loss:.4f}, validation_loss {validation_loss:.4f}, lr {lr:.2g}',
+              flush=True)
+        with writer.as_default(step=epoch):
+            tf.summary.scalar('loss/train', train_loss)
+            tf.summary.scalar('loss/validation', validation_loss)
+            tf.summary.scalar('lr', lr)
+        if schedule.since_best >= args.early_stopping:
+            print(f'no new best validation loss for {args.early_stopping} epochs: stopping')
+            break
+    if saved:
+        checkpoint.read(saved).assert_consumed()
+    print(f'best checkpoint: {saved}')
+    values = averaged_nll(test)
+    print(f'validation nll: {averaged_nll(validation).mean():.4f} nats')
+    print(f'test nll: {values.mean():.4f} +- {values.std(ddof=1) / math.sqrt(len(values)):.4f} nats '
+          f'(published BNAF: {tabular.PUBLISHED_BNAF[args.dataset]:.2f})')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""2-D density estimation (data sets) and density matching (energies u1-u4) with BNAF, MAF or RealNVP.
+
+    python scripts/toy_density.py --train --dataset 8gaussians --flow bnaf --output_dir runs/8gaussians_bnaf
+    python scripts/toy_density.py --plot --restore_file runs/8gaussians_bnaf/checkpoint --dataset 8gaussians
+
+Data sets (8gaussians, checkerboard, 2spirals, rings, moons) train by maximum likelihood on fresh samples of the
+known distribution every step; energies (u1-u4) by the reverse KL, E_q[log q(x) + u(x)] with x drawn through the
+flow's sampling direction.  Adam (amsgrad), gradients clipped to --clip_norm, the learning rate times --lr_decay
+after --lr_patience steps without a new best loss (not below 5e-4).  Every --log_interval steps, and at the end,
+{output_dir}/step_<N>.png shows the target density, the learned density and samples side by side.  The last line
+is `test nll: <X> nats (true: <H>)` on 10,000 fresh samples (H the distribution's entropy), or for an energy
+`KL gap: <X> nats` (KL(q || p) with p's normaliser by quadrature).
+"""
+import argparse
+import math
+import os
+import sys
+import time
+
+from emerging.choices import VECTOR_FLOWS
+from emerging.data import toy2d
+
+PROG = 'toy_density.py'
+LIMIT, RESOLUTION, N_TEST = 4.5, 150, 10000
+
+
+def build_parser():
+    """toy_density.py's parser."""
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument('--train', action='store_true', help='train, plot, save {output_dir}/checkpoint')
+    mode.add_argument('--plot', action='store_true', help='plot (and evaluate) the model of --restore_file')
+    p.add_argument('--restore_file', default='', help='checkpoint prefix to start from / to plot')
+    p.add_argument('--dataset', default='8gaussians', choices=toy2d.DATASETS + toy2d.ENERGIES)
+    p.add_argument('--flow', default='bnaf', choices=VECTOR_FLOWS)
+    p.add_argument('--n_steps', type=int, default=20000)
+    p.add_argument('--n_hidden', type=int, default=2, help='tanh hidden layers per network')
+    p.add_argument('--hidden_dim', type=int, default=50, help='hidden units (per dimension for BNAF)')
+    p.add_argument('--batch_size', type=int, default=200)
+    p.add_argument('--lr', type=float, default=1e-2)
+    p.add_argument('--lr_decay', type=float, default=0.5)
+    p.add_argument('--lr_patience', type=int, default=2000)
+    p.add_argument('--clip_norm', type=float, default=0.1)
+    p.add_argument('--log_interval', type=int, default=1000)
+    p.add_argument('--output_dir', default='toy_runs')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--no_progress', action='store_true')
+    return p
+
+
+def check(args):
+    """Raise ValueError / FileNotFoundError naming the first bad flag."""
+    for flag in ('n_steps', 'n_hidden', 'hidden_dim', 'batch_size', 'log_interval', 'lr_patience'):
+        if getattr(args, flag) < 1:
+            raise ValueError(f'--{flag} must be positive, got {getattr(args, flag)}')
+    if not 0. < args.lr_decay <= 1. or args.lr <= 0. or args.clip_norm <= 0.:
+        raise ValueError('--lr and --clip_norm must be positive and --lr_decay in (0, 1]')
+    if args.plot and not args.restore_file:
+        raise ValueError('--plot needs --restore_file (a checkpoint prefix written by --train)')
+    if args.restore_file and not os.path.exists(args.restore_file + '.index'):
+        raise FileNotFoundError(f'--restore_file {args.restore_file}: no checkpoint there (expected '
+                                f'{args.restore_file}.index)')
+
+
+def main(argv=None):
+    """toy_density.py: train or plot, then the test line; returns the exit code (2 bad input, 3 diverged)."""
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    args = build_parser().parse_args(argv)
+    try:
+        check(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f'{PROG}: error: {error}', file=sys.stderr)
+        return 2
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras
+
+    from emerging.vector import Plateau, build_flow, clipped_train_step
+
+    energy_mode = args.dataset in toy2d.ENERGIES
+    flow = build_flow(args.flow, 2, args.hidden_dim, args.n_hidden, seed=args.seed)
+    optimizer = tf_keras.optimizers.Adam(args.lr, amsgrad=True)
+    checkpoint = tf.train.Checkpoint(variables=flow.variables, optimizer=optimizer)
+    if args.restore_file:
+        checkpoint.restore(args.restore_file).expect_partial()
+    os.makedirs(args.output_dir, exist_ok=True)
+    rng = np.random.default_rng(args.seed)
+    xp = tf.experimental.numpy
+    log_z = toy2d.log_normaliser(args.dataset) if energy_mode else None
+
+    def loss_fn(x):
+        if energy_mode:
+            q = flow.sampler_distribution()
+            points = q.sample(args.batch_size)
+            return tf.reduce_mean(q.log_prob(points) + toy2d.energy(args.dataset, points, xp=xp))
+        return -tf.reduce_mean(flow.density_distribution().log_prob(x))
+
+    train_step = clipped_train_step(loss_fn, flow.variables, optimizer, args.clip_norm)
+
+    def plot(step):
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        axis = np.linspace(-LIMIT, LIMIT, RESOLUTION)
+        grid = np.stack(np.meshgrid(axis, axis, indexing='xy'), axis=-1).reshape(-1, 2)
+        if energy_mode:
+            target = np.exp(-toy2d.energy(args.dataset, grid) - log_z)
+            model = flow.sampler_distribution()
+        else:
+            target = np.exp(toy2d.log_density(args.dataset, grid))
+            model = flow.density_distribution()
+        # compiled: BNAF's sampling (density) or log-density (energy) is a root find
+        samples = tf.function(lambda: model.sample(2000))()
+        learned = np.exp(tf.function(model.log_prob)(tf.constant(grid, tf.float32)).numpy())
+        figure, axes = plt.subplots(1, 3, figsize=(9, 3))
+        for ax, image, title in ((axes[0], target, 'target'), (axes[1], learned, f'{args.flow}, step {step}')):
+            ax.imshow(image.reshape(RESOLUTION, RESOLUTION), origin='lower', extent=(-LIMIT, LIMIT, -LIMIT, LIMIT))
+            ax.set_title(title)
+        samples = samples.numpy()
+        axes[2].hist2d(samples[:, 0], samples[:, 1], bins=80, range=[[-LIMIT, LIMIT], [-LIMIT, LIMIT]])
+        axes[2].set_title('samples')
+        for ax in axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        figure.tight_layout()
+        path = os.path.join(args.output_dir, f'step_{step}.png')
+        figure.savefig(path, dpi=60)
+        plt.close(figure)
+        return path
+
+    if args.train:
+        schedule = Plateau(args.lr, args.lr_decay, args.lr_patience)
+        steps = range(1, args.n_steps + 1)
+        if not args.no_progress:
+            from tqdm import tqdm
+            steps = tqdm(steps, desc=f'{args.flow} {args.dataset}', dynamic_ncols=True, file=sys.stderr)
+        lr, train_time = args.lr, 0.
+        for step in steps:
+            x = tf.constant(toy2d.sample(args.dataset, args.batch_size, rng) if not energy_mode
+                            else np.zeros([args.batch_size, 2]), tf.float32)
+            start = time.time()
+            loss = float(train_step(x, tf.constant(lr, tf.float32)))
+            if step > 1:  # the first call traces
+                train_time += time.time() - start
+            if not math.isfinite(loss):
+                print(f'{PROG}: error: the loss is not finite at step {step}', file=sys.stderr)
+                return 3
+            lr = schedule.step(loss)
+            if step % args.log_interval == 0 or step == args.n_steps:
+                print(f'step {step}: loss {loss:.4f}, lr {lr:.2g}, {plot(step)}', flush=True)
+        print(f'checkpoint: {checkpoint.write(os.path.join(args.output_dir, "checkpoint"))}')
+        steps_per_second = (args.n_steps - 1) / train_time if args.n_steps > 1 else float('nan')
+        print(f'parameters: {flow.parameter_count:,}; train steps/s: {steps_per_second:.0f}')
+    else:
+        print(f'plot: {plot(0)}')
+    if energy_mode:
+        q = flow.sampler_distribution()
+        points = q.sample(N_TEST)
+        values = (q.log_prob(points) + toy2d.energy(args.dataset, points, xp=xp)).numpy() + log_z
+        print(f'KL gap: {values.mean():.4f} +- {values.std(ddof=1) / math.sqrt(N_TEST):.4f} nats')
+    else:
+        test = tf.constant(toy2d.sample(args.dataset, N_TEST, np.random.default_rng(args.seed + 1)), tf.float32)
+        values = -flow.density_distribution().log_prob(test).numpy()
+        entropy, entropy_se = toy2d.entropy(args.dataset)
+        print(f'test nll: {values.mean():.4f} +- {values.std(ddof=1) / math.sqrt(N_TEST):.4f} nats '
+              f'(true: {entropy:.4f} +- {entropy_se:.4f})')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Run folders: what a run writes, read back; the shipped pretrained models; export and import.
+
+* folder.py     the files of a run folder (config.json, logs, checkpoints) and how they are written and found
+* load.py       `load_run`: a run's model with its best, latest or Polyak-averaged weights
+* export.py     `export_savedmodel`: a SavedModel that loads without this project
+* tf1_import.py `import_tf1_checkpoint`: the original TF1 code's checkpoints into a `Glow` model
+* pretrained/   run folders shipped with the package (`--pretrained digits`)
+
+Never imports the training code.  The names below are imported on first use.
+"""
+from emerging.exports import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    'Run': 'emerging.runs.load',
+    'load_run': 'emerging.runs.load',
+    'read_config': 'emerging.runs.folder',
+    'write_config': 'emerging.runs.folder',
+    'checkpoint_for': 'emerging.runs.folder',
+    'pretrained_run': 'emerging.runs.folder',
+    'export_savedmodel': 'emerging.runs.export',
+    'import_tf1_checkpoint': 'emerging.runs.tf1_import',
+})
+__all__ = ['Run', 'load_run', 'read_config', 'write_config', 'checkpoint_for', 'pretrained_run', 'export_savedmodel',
+           'import_tf1_checkpoint']

@@ -1,0 +1,80 @@
+"""A training run read back: `load_run` gives its model with trained weights (run folders: folder.py)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from emerging.averaging import PolyakAverage
+from emerging.choices import WEIGHTS, described
+from emerging.models.registry import build_model
+from emerging.runs.folder import check_readable, checkpoint_for, read_config
+
+
+@dataclasses.dataclass
+class Run:
+    """A loaded run: the model with the chosen weights and the run's configuration.
+
+    Args:
+      logdir: the run folder.
+      model: the model (an `ImageFlowModel`) with the weights.
+      model_config: its configuration.
+      hparams: the run's flags and derived values.
+      checkpoint: the checkpoint prefix the weights came from.
+      weights: 'best', 'latest' or 'polyak'.
+    """
+    logdir: str
+    model: object
+    model_config: object
+    hparams: dict
+    checkpoint: str
+    weights: str
+
+
+def load_run(logdir: str, weights: str = 'best', checkpoint: Optional[str] = None) -> Run:
+    """The model of a run with its best, latest or Polyak-averaged weights.
+
+    Args:
+      logdir: the run folder (train.py's --logdir, train_resflow.py's --save).
+      weights: 'best' (the best validation checkpoint), 'latest' (the latest epoch's) or 'polyak' (the
+        latest Polyak averages).
+      checkpoint: a checkpoint prefix to read instead of the run's own (with weights='polyak', its Polyak
+        averages).
+
+    Returns:
+      A `Run`.
+
+    Raises:
+      FileNotFoundError, ValueError: naming the file, when the folder or checkpoint does not hold what is
+        asked for.
+    """
+    import tensorflow as tf
+
+    if weights not in WEIGHTS:
+        raise ValueError(f'unknown weights {weights!r}; allowed: {described(WEIGHTS)}')
+    model_config, hparams = read_config(logdir)
+    prefix = checkpoint or checkpoint_for(logdir, weights)
+    check_readable(prefix)
+    stored = dict(tf.train.list_variables(prefix))
+    model = build_model(model_config)
+    objects = {'model': model}
+    if weights == 'polyak':
+        if not any(name.startswith('optimizer/') for name in stored):
+            raise ValueError(f'{prefix} holds no optimiser state, so no Polyak averages: use --weights best or latest')
+        # the decay only debiases the average; the run's value is in its hyperparameters (the optimiser's
+        # Polyak average has these variable names, so the optimiser's checkpoint state fills it)
+        decay = float(hparams.get('polyak_decay', hparams.get('beta2', 0.999)))
+        objects['optimizer'] = PolyakAverage(model.trainable_variables, decay)
+    status = tf.train.Checkpoint(**objects).read(prefix)
+    status.expect_partial()
+    if not bool(model.initialized.numpy()):
+        raise ValueError(f'{prefix} holds no trained (initialised) model of this configuration')
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as error:
+        raise ValueError(f'{prefix} does not match the model described in {logdir}: '
+                         f'{str(error).splitlines()[0]}') from None
+    if weights == 'polyak':
+        for variable, average in zip(model.trainable_variables, objects['optimizer'].polyak_values()):
+            variable.assign(average)
+    return Run(logdir=logdir, model=model, model_config=model_config, hparams=hparams, checkpoint=prefix,
+               weights=weights)

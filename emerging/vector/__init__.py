@@ -1,0 +1,23 @@
+"""Flows on vectors [N, d]: BNAF, and TFP's MAF and RealNVP to compare it with.
+
+The contract of this package, unlike `emerging.flows` (images, event ndims 3,
+bijector forward = latent -> data): every bijector here has event ndims 1 and
+TFP's composition rules (`tfb.Chain` lists bijectors in forward order), and
+its *forward* is the map a network computes in closed form.  For BNAF that is
+the network itself, x -> f(x), with its exact log-det; its inverse is a root
+find.  So a BNAF density model is `tfb.Invert(network)` over a standard
+normal base (log_prob runs the network), and a BNAF sampler, trained by
+reverse KL against an energy, is the network over the base.  `build_flow`
+returns both directions of every flow in TFP's sense (`VectorFlow.density`,
+`VectorFlow.sampler`: forward = base sample -> point).
+
+* bnaf.py      `MaskedWeight`, `BNAFNetwork`, `BNAFBijector`, `BNAFFlow`
+* stacks.py    `build_flow`: BNAF, MAF or RealNVP of about the same size, as a `VectorFlow`
+* training.py  `clipped_train_step`, `Plateau` (the public BNAF code's schedule)
+"""
+from emerging.vector.bnaf import BNAFBijector, BNAFFlow, BNAFNetwork, MaskedWeight
+from emerging.vector.stacks import VectorFlow, build_flow
+from emerging.vector.training import Plateau, clipped_train_step
+
+__all__ = ['BNAFBijector', 'BNAFFlow', 'BNAFNetwork', 'MaskedWeight', 'Plateau', 'VectorFlow', 'build_flow',
+           'clipped_train_step']

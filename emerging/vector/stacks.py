@@ -1,0 +1,127 @@
+"""BNAF, TFP's MAF and RealNVP as comparable flows on vectors [N, d] (the density benchmarks' models).
+
+`build_flow(kind, dims, ...)` returns a `VectorFlow`: its trainable variables
+and two TFP bijectors in TFP's direction (forward = base sample -> point), over
+a standard normal base on R^d:
+
+* `density`: used for maximum likelihood on data (`log_prob` runs the data ->
+  base direction): for BNAF the inverse of the network (so log_prob is the
+  network's exact pass and sampling is the root find), for MAF TFP's
+  `MaskedAutoregressiveFlow`, for RealNVP TFP's `RealNVP`;
+* `sampler`: used for the reverse KL on an energy (sampling and its log-det in
+  one pass): the BNAF network itself, the inverse of the MAF (an IAF), the
+  RealNVP.
+
+BNAF is `n_flows` networks of `n_hidden` tanh layers with `hidden_dim` units
+per dimension (d * hidden_dim in all), a reversal of the coordinates between
+networks.  MAF and RealNVP stack `n_blocks` blocks with the coordinates
+reversed between them; each block's network has `n_hidden` tanh layers of
+`baseline_units` units (MAF: `AutoregressiveNetwork`; RealNVP: a tf_keras MLP
+from the first d // 2 coordinates to the others' shift and log-scale, the
+log-scale through tanh).  `n_blocks` is chosen so that the parameter count is
+about BNAF's.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tf_keras
+
+from emerging.choices import VECTOR_FLOWS, described
+from emerging.vector.bnaf import BNAFFlow
+
+tfb, tfd = tfp.bijectors, tfp.distributions
+
+
+@dataclasses.dataclass
+class VectorFlow:
+    kind: str
+    dims: int
+    variables: list
+    density: tfb.Bijector
+    sampler: tfb.Bijector
+    parameter_count: int
+
+    def base(self):
+        return tfd.MultivariateNormalDiag(tf.zeros(self.dims))
+
+    def density_distribution(self):
+        return tfd.TransformedDistribution(self.base(), self.density)
+
+    def sampler_distribution(self):
+        return tfd.TransformedDistribution(self.base(), self.sampler)
+
+
+def _reversal(dims):
+    return tfb.Permute(list(reversed(range(dims))))
+
+
+def _mlp(inputs, units, n_hidden, outputs, name):
+    layers = [tf_keras.layers.Dense(units, activation='tanh') for _ in range(n_hidden)]
+    layers.append(tf_keras.layers.Dense(outputs, kernel_initializer='zeros'))
+    model = tf_keras.Sequential(layers, name=name)
+    model.build([None, inputs])
+    return model
+
+
+def _realnvp_blocks(dims, n_blocks, units, n_hidden):
+    bijectors, variables = [], []
+    masked = dims // 2
+    for k in range(n_blocks):
+        net = _mlp(masked, units, n_hidden, 2 * (dims - masked), f'realnvp{k}')
+
+        def shift_and_log_scale(x0, output_units, net=net):
+            out = net(x0)
+            return out[..., :output_units], tf.tanh(out[..., output_units:])
+
+        if k:
+            bijectors.append(_reversal(dims))
+        bijectors.append(tfb.RealNVP(num_masked=masked, shift_and_log_scale_fn=shift_and_log_scale))
+        variables += net.trainable_variables
+    return tfb.Chain(list(reversed(bijectors))), variables
+
+
+def _maf_blocks(dims, n_blocks, units, n_hidden):
+    bijectors, variables = [], []
+    for k in range(n_blocks):
+        net = tfb.AutoregressiveNetwork(params=2, hidden_units=[units] * n_hidden, activation='tanh',
+                                        event_shape=[dims])
+        net.build([None, dims])
+        if k:
+            bijectors.append(_reversal(dims))
+        bijectors.append(tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=net))
+        variables += net.trainable_variables
+    return tfb.Chain(list(reversed(bijectors))), variables
+
+
+def _count(variables):
+    return int(sum(np.prod(v.shape) for v in variables))
+
+
+def build_flow(kind: str, dims: int = 2, hidden_dim: int = 50, n_hidden: int = 2, n_flows: int = 1,
+               residual: str | None = 'gated', baseline_units: int | None = None, seed: int = 0) -> VectorFlow:
+    """BNAF of `n_flows` networks, each with the `residual` (the public code leaves it off the last network; here
+    every network keeps it so that the flow maps onto R^d and can be sampled by its inverse), or a MAF / RealNVP
+    stack of `baseline_units` (default `hidden_dim`) wide blocks with about BNAF's parameter count."""
+    if kind not in VECTOR_FLOWS:
+        raise ValueError(f'unknown flow {kind!r}; allowed: {described(VECTOR_FLOWS)}')
+    if min(dims, hidden_dim, n_hidden, n_flows) < 1:
+        raise ValueError(f'dims, hidden_dim, n_hidden and n_flows must be positive, got {dims}, {hidden_dim}, '
+                         f'{n_hidden}, {n_flows}')
+    if kind == 'realnvp' and dims < 2:
+        raise ValueError(f'realnvp needs at least 2 dimensions, got {dims}')
+    tf.random.set_seed(seed)
+    bnaf = BNAFFlow(dims, n_flows=n_flows, hidden=hidden_dim, n_layers=n_hidden + 1, residuals=[residual] * n_flows,
+                    seed=seed)
+    if kind == 'bnaf':
+        return VectorFlow(kind, dims, bnaf.trainable_variables, tfb.Invert(bnaf.bijector), bnaf.bijector,
+                          bnaf.parameter_count())
+    units = baseline_units or hidden_dim
+    make = _maf_blocks if kind == 'maf' else _realnvp_blocks
+    one = _count(make(dims, 1, units, n_hidden)[1])
+    bijector, variables = make(dims, max(1, round(bnaf.parameter_count() / one)), units, n_hidden)
+    sampler = tfb.Invert(bijector) if kind == 'maf' else bijector
+    return VectorFlow(kind, dims, variables, bijector, sampler, _count(variables))

@@ -1,0 +1,167 @@
+"""`emerging manipulate` on the tiny trained digits run, in-process (the command's own main)."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emerging.data.images import ordered_split
+from emerging.data.problems import DataConfig
+
+pytestmark = pytest.mark.slow  # they use a trained run
+
+N = '200'  # --n_examples: the first 200 training digits
+
+
+@pytest.fixture(scope='module')
+def run_dir(trained_digits_run, tmp_path_factory):
+    """A copy of the shared run, so that manipulation/ is written to this module's folder only."""
+    path = str(tmp_path_factory.mktemp('manipulate') / 'run')
+    shutil.copytree(trained_digits_run, path)
+    return path
+
+
+def manipulate(capsys, monkeypatch, *args):
+    """(exit code, stdout, stderr) of `emerging manipulate ARGS`."""
+    import emerging.cli.command as cli
+    monkeypatch.setattr(cli, 'SUBCOMMANDS', {'manipulate': 'manipulate'})  # build only this subcommand's parser
+    code = cli.main(['manipulate', *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def digits(split, n):
+    x, y = zip(*ordered_split(DataConfig(problem='digits', image_size=8, channels=3), split, limit=n))
+    return np.concatenate(x), np.concatenate(y)
+
+
+def tiles(path, rows, columns):
+    grid = np.asarray(Image.open(path))
+    assert grid.shape == (rows * 8, columns * 8, 3)
+    return grid.reshape(rows, 8, columns, 8, 3).transpose(0, 2, 1, 3, 4)
+
+
+def test_label_grid_saved_and_reused(run_dir, tmp_path, capsys, monkeypatch):
+    out = str(tmp_path / 'grid.png')
+    args = ['--logdir', run_dir, '--attributes', '7,3', '--alphas', '-1,0,1.5', '--test_index', '4',
+            '--n_examples', N, '--out', out]
+    code, stdout, err = manipulate(capsys, monkeypatch, *args)
+    assert code == 0, err
+    assert 'row 1: 7' in stdout and 'row 2: 3' in stdout and 'alpha = -1, 0, 1.5' in stdout
+    grid = tiles(out, 2, 3)
+    image = digits('test', 5)[0][4]
+    np.testing.assert_array_equal(grid[0, 1], image)  # alpha 0: decode(encode(x)) == x
+    np.testing.assert_array_equal(grid[1, 1], image)
+    assert not np.array_equal(grid[0, 0], image)
+    labels = digits('train', 200)[1]
+    npy = os.path.join(run_dir, 'manipulation', 'dz_7.npy')
+    dz = np.load(npy)
+    assert dz.dtype == np.float32 and dz.shape == (8, 8, 3) and np.abs(dz).max() > 0
+    with open(npy[:-4] + '.json') as f:
+        record = json.load(f)
+    assert record['n_examples'] == 200 and record['n_used'] == 200 and record['weights'] == 'best'
+    assert record['n_positive'] == np.sum(labels == 7) and record['n_negative'] == np.sum(labels != 7)
+
+    mtime = os.stat(npy).st_mtime_ns
+    code, stdout, err = manipulate(capsys, monkeypatch, *args)
+    assert code == 0, err
+    assert "dz of '7': reused" in stdout and "dz of '3': reused" in stdout and 'positive' not in stdout
+    assert os.stat(npy).st_mtime_ns == mtime
+    np.testing.assert_array_equal(tiles(out, 2, 3), grid)
+
+    # other weights: a different record, so computed again (for this attribute only)
+    code, stdout, err = manipulate(capsys, monkeypatch, *args[:-4], '--weights', 'latest', '--out', out)
+    assert code == 0, err
+    assert "dz of '7': " in stdout and 'positive and' in stdout and os.stat(npy).st_mtime_ns != mtime
+
+
+def test_image_png(run_dir, tmp_path, capsys, monkeypatch):
+    image = digits('test', 11)[0][10]
+    path = str(tmp_path / 'digit.png')
+    Image.fromarray(image).save(path)
+    out = str(tmp_path / 'grid.png')
+    code, stdout, err = manipulate(capsys, monkeypatch, '--logdir', run_dir, '--attributes', '1', '--alphas', '0,2',
+                                   '--image', path, '--n_examples', N, '--out', out)
+    assert code == 0, err
+    np.testing.assert_array_equal(tiles(out, 1, 2)[0, 0], image)
+
+
+def test_attribute_files_match_labels(run_dir, tmp_path, capsys, monkeypatch):
+    """'is_seven' read from a .npy or a CelebA-layout text file gives the dz of label 7."""
+    labels = digits('train', 200)[1]
+    table = np.stack([labels == 7, labels % 2 == 1], axis=1).astype(np.uint8)
+    npy = str(tmp_path / 'attributes.npy')
+    np.save(npy, table)
+    text = str(tmp_path / 'list_attr.txt')
+    lines = [f'{k + 1:06d}.png ' + ' '.join('1' if v else '-1' for v in row) for k, row in enumerate(table)]
+    with open(text, 'w') as f:
+        f.write('\n'.join([str(len(table)), 'is_seven is_odd', *lines]) + '\n')
+    common = ['--logdir', run_dir, '--alphas', '0,1', '--test_index', '0', '--n_examples', N,
+              '--out', str(tmp_path / 'grid.png')]
+    folder = os.path.join(run_dir, 'manipulation')
+
+    assert manipulate(capsys, monkeypatch, *common, '--attributes', '7')[0] == 0
+    seven = np.load(os.path.join(folder, 'dz_7.npy'))
+    code, stdout, err = manipulate(capsys, monkeypatch, *common, '--attributes', 'is_seven,is_odd',
+                                   '--attribute_file', npy, '--attribute_names', 'is_seven,is_odd')
+    assert code == 0, err
+    assert 'row 2: is_odd' in stdout
+    np.testing.assert_allclose(np.load(os.path.join(folder, 'dz_is_seven.npy')), seven, rtol=0, atol=1e-6)
+    odd = np.load(os.path.join(folder, 'dz_is_odd.npy'))
+    # the same values from the text file: the saved dz are reused
+    code, stdout, err = manipulate(capsys, monkeypatch, *common, '--attributes', 'is_odd', '--attribute_file', text)
+    assert code == 0, err
+    assert "dz of 'is_odd': reused" in stdout
+    np.testing.assert_array_equal(np.load(os.path.join(folder, 'dz_is_odd.npy')), odd)
+
+    # file errors
+    for extra, expected in ((['--attribute_file', npy], '--attribute_names'),
+                            (['--attribute_file', npy, '--attribute_names', 'is_seven'], '--attribute_names'),
+                            (['--attribute_file', text, '--attribute_names', 'a,b'], '--attribute_names'),
+                            (['--attribute_file', text, '--n_examples', '300'], 'fewer than the training images')):
+        code, _, err = manipulate(capsys, monkeypatch, *common, '--attributes', 'is_odd', *extra)
+        assert code == 2 and expected in err, err
+    with open(text, 'a') as f:
+        f.write('000201.png 1 0\n')
+    code, _, err = manipulate(capsys, monkeypatch, *common, '--n_examples', '201', '--attributes', 'is_odd',
+                              '--attribute_file', text)
+    assert code == 2 and 'line 203' in err and text in err, err
+
+
+@pytest.mark.parametrize('extra, expected', [
+    (['--attributes', 'seven'], "unknown attribute 'seven'"),
+    (['--attributes', '9', '--n_examples', '5'], "attribute '9': no positive examples among the first 5"),
+    (['--attributes', '1', '--alphas', '1,x'], '--alphas'),
+    (['--attributes', '1', '--test_index', '300'], '--test_index 300 is out of range'),
+])
+def test_bad_input(run_dir, tmp_path, capsys, monkeypatch, extra, expected):
+    args = {'--attributes': None, '--test_index': '0', '--n_examples': N, '--out': str(tmp_path / 'grid.png')}
+    args.update(dict(zip(extra[::2], extra[1::2])))
+    code, _, err = manipulate(capsys, monkeypatch, '--logdir', run_dir,
+                              *[part for item in args.items() for part in item])
+    assert code == 2 and expected in err, err
+    if 'seven' in extra:
+        assert 'known: 0, 1, 2' in err
+    assert not os.path.exists(args['--out'])
+
+
+def test_label_sources():
+    from emerging.cli.attributes import attribute_source
+    from emerging.errors import InputError
+    cifar = attribute_source('cifar10', 10)
+    assert cifar.canonical('0') == cifar.canonical('airplane') == 'airplane' and cifar.identity('cat')['label'] == 3
+    with pytest.raises(InputError, match='celeba data has no class labels: pass --attribute_file'):
+        attribute_source('celeba', None)
+
+
+def test_unwritable_run_folder(trained_digits_run, tmp_path, capsys, monkeypatch):
+    run = str(tmp_path / 'run')
+    shutil.copytree(trained_digits_run, run, ignore=shutil.ignore_patterns('manipulation'))
+    open(os.path.join(run, 'manipulation'), 'w').close()  # a file in the way: the folder cannot be made
+    out = str(tmp_path / 'grid.png')
+    code, stdout, err = manipulate(capsys, monkeypatch, '--logdir', run, '--attributes', '2', '--test_index', '1',
+                                   '--n_examples', '100', '--out', out)
+    assert code == 0, err
+    assert 'cannot be written to' in stdout and os.path.isfile(out)

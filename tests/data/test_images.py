@@ -1,0 +1,187 @@
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import train
+from emerging.data.augment import augment
+from emerging.data.images import get_data
+from emerging.data.problems import DataConfig
+from emerging.data.tfrecords import write_shards
+from tests.helpers import ROOT, TINY, env
+
+SMALL = ['--n_batch_train', '32', '--n_batch_init', '32', '--n_train', '64', '--epochs', '3',
+         '--epochs_full_valid', '2', '--epochs_full_sample', '100', '--n_test', '50']
+
+
+def images(n, size, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=[n, size, size, 3]).astype(np.uint8)
+
+
+def run_training(tmp_path, argv):
+    code, trainer = train.run([*argv, *TINY, *SMALL, '--logdir', str(tmp_path / 'logs')])
+    assert code == 0
+    lines = open(tmp_path / 'logs' / 'test.txt').read().splitlines()
+    assert len(lines) == 2
+    return trainer
+
+
+def test_digits_sharded_contiguously_per_process():
+    halves = [get_data(DataConfig(problem='digits', rank=r, size=2, dal=0, local_batch_train=8,
+                                  local_batch_test=10, local_batch_init=8)) for r in range(2)]
+    first = [next(iter(h.test))[0].numpy() for h in halves]
+    assert not np.array_equal(first[0], first[1])
+    assert halves[0].image_shape == (8, 8, 3) and halves[0].n_y == 10
+    x, y = halves[0].init_batch
+    assert x.dtype == np.uint8 and x.shape == (8, 8, 8, 3) and y.dtype == np.int32
+
+
+@pytest.mark.parametrize('problem, native', [('cifar10', 32), ('mnist', 32)])
+@pytest.mark.slow
+def test_tfds_problems_train_on_mock_data(tmp_path, problem, native):
+    with tfds.testing.mock_data(num_examples=100):
+        data = get_data(DataConfig(problem=problem, image_size=native, local_batch_train=8, local_batch_test=10,
+                                   local_batch_init=8))
+        x, y = next(iter(data.train))
+        assert x.shape == (8, native, native, 3) and x.dtype == tf.uint8
+        run_training(tmp_path, ['--problem', problem, '--image_size', '8', '--anchor_size', '8'])
+
+
+@pytest.mark.slow
+def test_tfrecord_problem_trains_on_written_shards(tmp_path):
+    data_dir = str(tmp_path / 'celeba')
+    write_shards(images(96, 16), np.zeros(96), data_dir, 'train', n_shards=2)
+    write_shards(images(64, 16, seed=1), np.zeros(64), data_dir, 'validation', n_shards=1)
+    run_training(tmp_path, ['--problem', 'celeba', '--data_dir', data_dir, '--image_size', '16',
+                            '--anchor_size', '16'])
+
+
+def test_lsun_realnvp_random_crops(tmp_path):
+    data_dir = str(tmp_path / 'lsun')
+    for split in ('train', 'validation'):
+        write_shards(images(40, 16), np.zeros(40), os.path.join(data_dir, 'bedroom'), split, resolution=8)
+    data = get_data(DataConfig(problem='lsun_realnvp', data_dir=data_dir, category='bedroom', image_size=8,
+                               local_batch_train=4, local_batch_test=4, local_batch_init=4))
+    x, _ = next(iter(data.train))
+    assert x.shape == (4, 8, 8, 3)
+
+
+@pytest.mark.slow
+def test_write_tfrecords_tool_round_trip(tmp_path):
+    array = images(10, 8)
+    np.save(tmp_path / 'x.npy', array)
+    np.save(tmp_path / 'y.npy', np.arange(10))
+    for split in ('train', 'validation'):
+        subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'write_tfrecords.py'), '--images',
+                        str(tmp_path / 'x.npy'), '--labels', str(tmp_path / 'y.npy'), '--out', str(tmp_path / 'd'),
+                        '--split', split, '--size', '8'], check=True, env=env(), capture_output=True)
+    data = get_data(DataConfig(problem='imagenet', data_dir=str(tmp_path / 'd'), image_size=8,
+                               local_batch_train=10, local_batch_test=10, local_batch_init=10))
+    x, y = next(iter(data.test))
+    np.testing.assert_array_equal(x.numpy(), array)
+    np.testing.assert_array_equal(y.numpy(), np.arange(10))
+
+
+@pytest.mark.slow
+def test_space_pickle(tmp_path):
+    path = tmp_path / 'galaxy.pkl'
+    with open(path, 'wb') as f:
+        pickle.dump((images(80, 16), images(30, 16, 1), images(20, 16, 2)), f)
+    trainer = run_training(tmp_path, ['--problem', 'space', '--data_dir', str(path), '--image_size', '16',
+                                      '--anchor_size', '16'])
+    assert trainer.config.n_train == 5000  # forced, as the original
+
+
+def test_missing_and_incomplete_shards(tmp_path):
+    config = dict(problem='celeba', image_size=16, local_batch_train=4, local_batch_test=4, local_batch_init=4)
+    with pytest.raises(FileNotFoundError, match='is not a folder'):
+        get_data(DataConfig(data_dir=str(tmp_path / 'nowhere'), **config))
+    with pytest.raises(FileNotFoundError, match=r'train-r04-s-\*-of-\*.tfrecords'):
+        get_data(DataConfig(data_dir=str(tmp_path), **config))
+    paths = write_shards(images(8, 16), np.zeros(8), str(tmp_path), 'train', n_shards=2)
+    os.remove(paths[1])
+    with pytest.raises(FileNotFoundError, match='1 of 2 shards are missing.*train-r04-s-0001-of-0002'):
+        get_data(DataConfig(data_dir=str(tmp_path), **config))
+
+
+def test_shard_with_other_image_size(tmp_path):
+    write_shards(images(8, 32), np.zeros(8), str(tmp_path), 'train', resolution=16)
+    write_shards(images(8, 16), np.zeros(8), str(tmp_path), 'validation')
+    with pytest.raises(ValueError, match=r'holds images of shape \[32, 32, 3\], but --image_size 16'):
+        get_data(DataConfig(problem='celeba', data_dir=str(tmp_path), image_size=16, local_batch_train=4,
+                            local_batch_test=4, local_batch_init=4))
+
+
+@pytest.mark.slow
+def test_corrupt_record_stops_cleanly(tmp_path):
+    data_dir = tmp_path / 'data'
+    [path] = write_shards(images(64, 8), np.zeros(64), str(data_dir), 'train')
+    write_shards(images(16, 8), np.zeros(16), str(data_dir), 'validation')
+    raw = bytearray(open(path, 'rb').read())
+    raw[len(raw) // 2] ^= 0xFF  # a record past the first one
+    open(path, 'wb').write(bytes(raw))
+    result = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), '--problem', 'celeba', '--data_dir',
+                             str(data_dir), '--image_size', '8', '--anchor_size', '8', '--n_batch_train', '8',
+                             '--n_batch_init', '8', '--n_train', '256', '--n_test', '10', '--epochs', '3', *TINY,
+                             '--logdir', str(tmp_path / 'logs')], env=env(), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 4, result.stderr
+    assert f'corrupt input record in {path}' in result.stderr
+    assert not os.path.exists(tmp_path / 'logs' / 'checkpoints')
+
+
+def test_augmentation_levels():
+    x = tf.constant(images(16, 16))
+    seed = tf.constant([3, 4], tf.int64)
+    np.testing.assert_array_equal(augment(x, 'cifar10', 0, seed).numpy(), x.numpy())
+    for problem, dal in (('cifar10', 1), ('mnist', 1), ('space', 1), ('cifar10', 2)):
+        out = augment(x, problem, dal, seed)
+        assert out.shape == x.shape and out.dtype == tf.uint8
+        assert not np.array_equal(out.numpy(), x.numpy())
+        np.testing.assert_array_equal(augment(x, problem, dal, seed).numpy(), out.numpy())
+        assert not np.array_equal(augment(x, problem, dal, seed + 1).numpy(), out.numpy())
+
+
+@pytest.mark.parametrize('augmentation', ['original', 'hflip'])
+def test_augmented_batches_depend_only_on_seed_rank_and_position(augmentation):
+    """The parallel map draws no shared random state: two pipelines give the same augmented
+    batches, a different --seed or rank others."""
+    def first_batches(seed=0, rank=0, n=4):
+        data = get_data(DataConfig(problem='digits', seed=seed, rank=rank, size=2, dal=1, pmap=16,
+                                   augmentation=augmentation, local_batch_train=16, local_batch_test=10,
+                                   local_batch_init=8))
+        batches = iter(data.train)
+        return np.stack([next(batches)[0].numpy() for _ in range(n)])
+
+    reference = first_batches()
+    np.testing.assert_array_equal(first_batches(), reference)
+    assert not np.array_equal(first_batches(seed=1), reference)
+    unaugmented = get_data(DataConfig(problem='digits', seed=0, rank=0, size=2, dal=0, local_batch_train=16,
+                                      local_batch_test=10, local_batch_init=8))
+    assert not np.array_equal(next(iter(unaugmented.train))[0].numpy(), reference[0])
+    # the other process's batches are other images, with their own transforms
+    assert not np.array_equal(first_batches(rank=1), reference)
+
+
+def test_tfds_data_that_cannot_be_downloaded_is_named(tmp_path, monkeypatch):
+    """No data in --data_dir and no network: tfds's own build path fails in its downloader."""
+    import tensorflow_datasets as tfds
+
+    from emerging.data.images import get_data
+    from emerging.data.problems import DataConfig
+
+    def offline(*args, **kwargs):
+        raise ConnectionError('network is unreachable (simulated by the test)')
+    monkeypatch.setattr(tfds.download.DownloadManager, 'download_and_extract', offline)
+    monkeypatch.setattr(tfds.download.DownloadManager, 'download', offline)
+    with pytest.raises(FileNotFoundError) as error:
+        get_data(DataConfig(problem='cifar10', data_dir=str(tmp_path), image_size=32))
+    message = str(error.value)
+    assert "could not load 'cifar10'" in message and str(tmp_path) in message
+    assert 'could not download it' in message and 'network is unreachable' in message
+    assert 'tfds build cifar10 --data_dir DIR' in message

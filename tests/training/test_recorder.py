@@ -1,0 +1,132 @@
+"""Recorder: the JSON-lines logs, the status line, TensorBoard and sample PNGs (no model needed)."""
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from emerging.choices import TEMPERATURES
+from emerging.training.recorder import Recorder, image_grid
+from emerging.training.steps import STATS
+
+HPARAMS = {'problem': 'digits', 'lr': 0.001}
+
+
+def lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f.read().splitlines()]
+
+
+def log_epochs(recorder, epochs):
+    for epoch in epochs:
+        recorder.train_epoch(epoch, n_processed=100 * epoch, n_images=50 * epoch, train_time=2 * epoch,
+                             results=np.array([7.123456, 7.1, 0., 1.], np.float32), lr=1e-3, ips=10.)
+        if epoch % 2 == 0:
+            recorder.test_epoch(epoch, n_processed=100 * epoch, n_images=50 * epoch,
+                                results=np.array([6.5, 6.5, 0.25, 1.], np.float32))
+
+
+def test_logs_have_the_original_keys_and_formats(tmp_path):
+    recorder = Recorder(str(tmp_path), HPARAMS)
+    recorder.open_logs()
+    log_epochs(recorder, [1, 2])
+    train, test = lines(tmp_path / 'train.txt'), lines(tmp_path / 'test.txt')
+    assert train[0] == test[0] == HPARAMS
+    assert train[1] == {'epoch': 1, 'n_processed': 100, 'n_images': 50, 'train_time': 2, 'loss': '7.1235',
+                        'bits_x': '7.1000', 'bits_y': '0.0000', 'pred_loss': '1.0000'}
+    assert list(train[2]) == ['epoch', 'n_processed', 'n_images', 'train_time', *STATS]
+    assert test[1:] == [{'epoch': 2, 'n_processed': 200, 'n_images': 100, 'loss': '6.5000', 'bits_x': '6.5000',
+                         'bits_y': '0.2500', 'pred_loss': '1.0000'}]
+    recorder.flush()
+    assert os.listdir(tmp_path / 'tensorboard')
+
+
+def test_resume_drops_the_epochs_after_the_checkpoint(tmp_path):
+    recorder = Recorder(str(tmp_path), HPARAMS)
+    recorder.open_logs()
+    log_epochs(recorder, [1, 2, 3, 4])
+    resumed = Recorder(str(tmp_path), {'problem': 'other'})
+    resumed.open_logs(resume_epoch=2)
+    train = lines(tmp_path / 'train.txt')
+    assert train[0] == HPARAMS  # the run's own hyperparameter line stays
+    assert [line['epoch'] for line in train[1:]] == [1, 2]
+    assert [line['epoch'] for line in lines(tmp_path / 'test.txt')[1:]] == [2]
+    assert sorted(os.listdir(tmp_path)) == ['tensorboard', 'test.txt', 'train.txt']  # no temporary left
+    log_epochs(resumed, [3])
+    assert [line['epoch'] for line in lines(tmp_path / 'train.txt')[1:]] == [1, 2, 3]
+
+
+def test_a_new_run_starts_fresh_logs(tmp_path):
+    recorder = Recorder(str(tmp_path), HPARAMS)
+    recorder.open_logs()
+    log_epochs(recorder, [1, 2])
+    again = Recorder(str(tmp_path), {'problem': 'other'})
+    again.open_logs()
+    assert lines(tmp_path / 'train.txt') == [{'problem': 'other'}]
+
+
+def test_a_non_chief_writes_and_prints_nothing(tmp_path, capsys):
+    recorder = Recorder(str(tmp_path), HPARAMS, chief=False, verbose=True)
+    recorder.open_logs()
+    log_epochs(recorder, [1, 2])
+    recorder.step(1, 0, np.zeros(4), 1e-3)
+    recorder.status(2, 1, 1, 1., 1., 1., 1., 1., np.zeros(4), np.zeros(4), ' *')
+
+    def sample(y, temperature):
+        raise AssertionError('a non-chief does not sample')
+
+    assert recorder.sample_grids(2, sample, image_size=8, n_y=10) == []
+    recorder.flush()
+    assert os.listdir(tmp_path) == []
+    assert capsys.readouterr().out == ''
+
+
+def test_status_line(tmp_path, capsys):
+    recorder = Recorder(str(tmp_path), HPARAMS)
+    train, test = np.array([7.5, 7.5, 0., 1.], np.float32), np.array([7.25, 7.25, 0., 1.], np.float32)
+    recorder.status(2, 640, 320, 1234.56, 1.04, 0.25, 0.5, 1.86, train, test, ' *')
+    recorder.status(3, 960, 480, 1000., 1., 0., 0., 1., train, [], '')
+    first, second = capsys.readouterr().out.splitlines()
+    assert first == f'2 640 320 1234.6 1.0 0.2 0.5 1.9 {train} {test}  *'
+    assert second == f'3 960 480 1000.0 1.0 0.0 0.0 1.0 {train} [] '
+
+
+def test_verbose_step_lines(tmp_path, capsys):
+    Recorder(str(tmp_path), HPARAMS, verbose=True).step(3, 7, np.array([1., 2., 3., 4.]), 0.0015)
+    Recorder(str(tmp_path), HPARAMS).step(3, 8, np.zeros(4), 0.1)
+    out = capsys.readouterr().out
+    assert out.startswith("3 7 {'loss': '1.0000', 'bits_x': '2.0000'") and out.rstrip().endswith('lr 0.0015')
+    assert len(out.splitlines()) == 1
+
+
+def test_sample_grids(tmp_path):
+    recorder = Recorder(str(tmp_path), HPARAMS)
+    calls = []
+
+    def sample(size, channels):
+        def fn(y, temperature):
+            calls.append((y.numpy(), temperature.numpy()))
+            return np.full([len(y), size, size, channels], len(calls), np.uint8)
+        return fn
+
+    paths = recorder.sample_grids(5, sample(8, 3), image_size=8, n_y=10)
+    assert paths == [str(tmp_path / f'epoch_5_sample_{k}.png') for k in range(8)]
+    for k, path in enumerate(paths):
+        image = tf.io.decode_png(tf.io.read_file(path)).numpy()
+        assert image.shape == (80, 80, 3) and np.all(image == k + 1)  # 10 x 10 samples of 8 x 8
+    np.testing.assert_array_equal(calls[0][0], np.arange(100) % 10)
+    assert [t[0] for _, t in calls] == list(np.float32(TEMPERATURES)) and all(len(t) == 100 for _, t in calls)
+    # above 64 px: 4 x 4 samples; one channel is written as a grey PNG
+    calls.clear()
+    paths = recorder.sample_grids(6, sample(72, 1), image_size=72, n_y=3)
+    assert tf.io.decode_png(tf.io.read_file(paths[0])).numpy().shape == (288, 288, 1)
+    np.testing.assert_array_equal(calls[0][0], [0, 1, 2, 0] * 4)  # one class per column
+    assert not [name for name in os.listdir(tmp_path) if 'tmp' in name]
+
+
+def test_image_grid_fills_rows_and_leaves_the_rest_black():
+    images = np.arange(1, 6, dtype=np.uint8)[:, None, None, None] * np.ones([5, 2, 3, 1], np.uint8)
+    grid = image_grid(images, 2)
+    assert grid.shape == (6, 6, 1)
+    assert grid[0, 0, 0] == 1 and grid[0, 3, 0] == 2 and grid[2, 0, 0] == 3 and grid[4, 0, 0] == 5
+    assert np.all(grid[4:, 3:] == 0)
