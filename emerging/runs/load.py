@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from emerging.averaging import PolyakAverage
 from emerging.choices import WEIGHTS, described
 from emerging.models.registry import build_model
 from emerging.runs.folder import check_readable, checkpoint_for, read_config
@@ -48,6 +47,8 @@ def load_run(logdir: str, weights: str = 'best', checkpoint: Optional[str] = Non
         asked for.
     """
     import tensorflow as tf
+
+    from emerging.averaging import PolyakAverage
 
     if weights not in WEIGHTS:
         raise ValueError(f'unknown weights {weights!r}; allowed: {described(WEIGHTS)}')

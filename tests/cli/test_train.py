@@ -205,7 +205,7 @@ def test_jit_compile_and_polyak_eval(tmp_path, flow_permutation):
 def test_resume_continues_at_the_exact_data_position(tmp_path, problem):
     """After --resume the next batch is the one the interrupted run would have drawn next
     (for digits, with the same random shifts)."""
-    import train as train_module
+    from emerging.cli import train as train_module
     if problem == 'digits':
         data_args = [*DIGITS, '--dal', '1']
     else:

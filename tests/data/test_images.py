@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-import train
+from emerging.cli import train
 from emerging.data.augment import augment
 from emerging.data.images import get_data
 from emerging.data.problems import DataConfig

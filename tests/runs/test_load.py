@@ -97,7 +97,7 @@ def test_what_is_not_there_is_named(trained_digits_run, tmp_path):
 def test_fine_tuning_starts_from_the_other_runs_weights(trained_digits_run, tmp_path):
     """train.py --restore_path OTHER/model_best_loss.ckpt on other data, fresh logdir: no re-initialisation,
     fresh counters; the first loss is the other run's on the same batch, not a fresh model's."""
-    import train as train_module
+    from emerging.cli import train as train_module
     data_dir = str(tmp_path / 'data')
     rng = np.random.default_rng(3)
     for split, n in (('train', 64), ('validation', 50)):
