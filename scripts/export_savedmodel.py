@@ -1,6 +1,7 @@
 """Export a SavedModel from an existing training run: `emerging export` under its former name.
 
-    python scripts/export_savedmodel.py --logdir LOGDIR --export_dir DIR [--weights best|latest|polyak] [--checkpoint PREFIX]
+    python scripts/export_savedmodel.py --logdir LOGDIR --export_dir DIR [--weights best|latest|polyak]
+        [--checkpoint PREFIX]
 """
 import os
 import sys

@@ -1,4 +1,5 @@
-"""Tabular density estimation (POWER, GAS, HEPMASS, MINIBOONE, BSDS300) with BNAF, MAF or RealNVP (emerging/cli/tabular.py)."""
+"""Tabular density estimation (POWER, GAS, HEPMASS, MINIBOONE, BSDS300) with BNAF, MAF or RealNVP
+(emerging/cli/tabular.py)."""
 import os
 import sys
 

@@ -72,7 +72,8 @@ def _load_tfds(name, data_dir, rank, size, channels=3):
                              as_supervised=True)
         except Exception as error:  # tfds raises many kinds; all mean "not available here"
             raise FileNotFoundError(
-                f'tensorflow-datasets could not load {name!r} ({split}) from data_dir {data_dir or "~/tensorflow_datasets"}'
+                f'tensorflow-datasets could not load {name!r} ({split}) from data_dir '
+                f'{data_dir or "~/tensorflow_datasets"}'
                 f' and could not download it: {type(error).__name__}: {error}. Prepare it with '
                 f'`tfds build {name} --data_dir DIR` on a machine with internet and pass --data_dir DIR.') from None
         examples = list(tfds.as_numpy(data))

@@ -158,7 +158,8 @@ class GlowConfig(ImageFlowConfig):
         Returns:
           The configuration.
         """
-        missing = [key for key in ('image_size', 'n_levels', 'depth', 'width', 'flow_permutation') if key not in hparams]
+        needed = ('image_size', 'n_levels', 'depth', 'width', 'flow_permutation')
+        missing = [key for key in needed if key not in hparams]
         if missing:
             raise ValueError(f'the hyperparameters lack {", ".join(missing)}: not a training run\'s train.txt')
         channels = hparams.get('channels', 3)

@@ -134,8 +134,8 @@ class BNAFNetwork(tf_keras.layers.Layer):
         rng = rng if rng is not None else np.random.default_rng()
         self.dims, self.residual = int(dims), residual
         widths = [1] + [int(hidden)] * (n_layers - 1) + [1]
-        self.layers_ = [MaskedWeight(dims, a_in, a_out, rng, name=f'masked{l}')
-                        for l, (a_in, a_out) in enumerate(zip(widths[:-1], widths[1:]))]
+        self.layers_ = [MaskedWeight(dims, a_in, a_out, rng, name=f'masked{i}')
+                        for i, (a_in, a_out) in enumerate(zip(widths[:-1], widths[1:]))]
         self.gate = None
         if residual == 'gated':
             self.gate = self.add_weight(name='gate', shape=[], initializer=tf_keras.initializers.Constant(

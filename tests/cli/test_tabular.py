@@ -23,7 +23,8 @@ def data_dir(tmp_path_factory):
 
 
 def tabular(*args, check=True):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'tabular_density.py'), *args, '--no_progress'],
+    script = os.path.join(ROOT, 'scripts', 'tabular_density.py')
+    result = subprocess.run([sys.executable, script, *args, '--no_progress'],
                             cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
     if check:
         assert result.returncode == 0, result.stdout + result.stderr

@@ -90,7 +90,8 @@ def test_savedmodel_in_a_fresh_process(digits_run, tmp_path):
     model = Glow(GlowConfig(image_shape=(8, 8, 3), n_levels=2, depth=2, width=16, flow_permutation=3,
                              flow_coupling=1, learnprior=True, n_y=10))
     # the export holds the final weights: those of the last epoch's checkpoint
-    tf.train.Checkpoint(model=model).read(tf.train.latest_checkpoint(os.path.join(logdir, 'checkpoints'))).expect_partial()
+    last = tf.train.latest_checkpoint(os.path.join(logdir, 'checkpoints'))
+    tf.train.Checkpoint(model=model).read(last).expect_partial()
     x = np.random.default_rng(0).integers(0, 256, size=[5, 8, 8, 3]).astype(np.uint8)
     np.save(tmp_path / 'x.npy', x)
     script = tmp_path / 'check.py'
@@ -193,8 +194,9 @@ def test_without_horovod_trains_as_one_process(tmp_path):
 
 @pytest.mark.parametrize('flow_permutation', ['3', '4'])
 def test_jit_compile_and_polyak_eval(tmp_path, flow_permutation):
-    result = train([*DIGITS, *TINY, '--flow_permutation', flow_permutation, '--jit_compile', '--polyak_eval', '--epochs', '3',
-                    '--epochs_full_valid', '2', '--epochs_full_sample', '2', '--logdir', str(tmp_path)])
+    result = train([*DIGITS, *TINY, '--flow_permutation', flow_permutation, '--jit_compile', '--polyak_eval',
+                    '--epochs', '3', '--epochs_full_valid', '2', '--epochs_full_sample', '2',
+                    '--logdir', str(tmp_path)])
     _, lines = read_log(os.path.join(tmp_path, 'test.txt'))
     assert len(lines) == 1 and np.isfinite(float(lines[0]['bits_x']))
     assert os.path.exists(os.path.join(tmp_path, 'epoch_2_sample_7.png'))

@@ -23,8 +23,8 @@ def test_data_dependent_init_normalises_and_only_initialize_initialises():
     np.testing.assert_allclose(tf.reduce_mean(z, axis=[0, 1, 2]).numpy(), 0., atol=1e-4)
     np.testing.assert_allclose(tf.math.reduce_std(z, axis=[0, 1, 2]).numpy(), 1., atol=1e-3)
     # logs is stored divided by the logscale factor 3
-    np.testing.assert_allclose(layer.logs.numpy() * 3., -np.log(np.std(x.numpy(), axis=(0, 1, 2)) + 1e-6)[None, None, None],
-                               rtol=1e-3)
+    expected = -np.log(np.std(x.numpy(), axis=(0, 1, 2)) + 1e-6)[None, None, None]
+    np.testing.assert_allclose(layer.logs.numpy() * 3., expected, rtol=1e-3)
     before = layer.bias.numpy().copy()
     layer.forward(x * 10., tf.zeros([64]))  # only `initialize` initialises
     np.testing.assert_array_equal(layer.bias.numpy(), before)
