@@ -77,10 +77,16 @@ def channel_halves(x):
 
 
 class FlowBijector(tfb.Bijector):
-    """Base of this project's bijectors: event ndims 3, TFP's direction.
+    """Base of this project's bijectors: event ndims 3 (H x W x C), TFP's direction.
 
-    Subclasses implement TFP's private `_forward`, `_inverse` and log-det
-    Jacobians; the joint methods combine them.
+    forward = latent -> data, inverse = data -> latent, on [N, H, W, C]; log-dets are per example [N], or a
+    scalar when they do not depend on the input.  Subclasses implement TFP's private `_forward`, `_inverse`
+    and log-det Jacobians; the joint methods combine them.
+
+    Args:
+      parameters: the subclass constructor's arguments (`dict(locals())`), kept as TFP's `parameters`.
+      name: the bijector's name.
+      is_constant_jacobian: whether the log-det does not depend on the input (weights only).
     """
 
     def __init__(self, *, parameters, name, is_constant_jacobian=False):
@@ -151,9 +157,15 @@ class FlowChain(JointFlowBijector):
     """Composition of flow bijectors, listed in data -> latent order (the
     reverse of `tfb.Chain`'s list, which is in forward order).
 
-    With `recompute_gradients` the data -> latent pass runs under
-    `tf.recompute_grad`: its activations are recomputed in the backward pass
-    instead of being kept (gradient checkpointing)."""
+    inverse (data -> latent) applies `bijectors` first to last, forward applies their forwards last to first;
+    the log-det is the sum of theirs.  Conditioning keywords reach every member.
+
+    Args:
+      bijectors: the `FlowBijector`s, in data -> latent order.
+      recompute_gradients: run the data -> latent pass under `tf.recompute_grad`, so its activations are
+        recomputed in the backward pass instead of being kept (gradient checkpointing).
+      name: the bijector's name.
+    """
 
     def __init__(self, bijectors: Sequence[FlowBijector], recompute_gradients: bool = False, name: str = 'flow_chain'):
         parameters = dict(locals())
@@ -188,10 +200,15 @@ class FlowChain(JointFlowBijector):
 class FlowLayer(tf_keras.layers.Layer):
     """A Keras layer that owns a flow's weights and exposes it as `.bijector`.
 
-    Subclasses create their weights in `build(input_shape)` and return a
-    `FlowBijector` over them from `make_bijector()`.  The model builds every
-    layer from static shapes when it is constructed, so weights exist (and can
-    be restored) before any data is seen.
+    ``forward(x, log_det)`` is the bijector's inverse (data -> latent), ``reverse(z, log_det)`` its forward,
+    each adding its log-det [N] to `log_det`; inputs [N, H, W, C].  Subclasses create their weights in
+    `build(input_shape)` and return a `FlowBijector` over them from `make_bijector()`.  The model builds every
+    layer from static shapes when it is constructed, so weights exist (and can be restored) before any data
+    is seen.
+
+    Args:
+      name: the layer's name (the scope of its weights).
+      **kwargs: passed on to `tf_keras.layers.Layer`.
     """
 
     #: which parameter-count bucket the layer's weights belong to: '1x1', 'emerging', 'periodic' or 'rest'
@@ -237,7 +254,14 @@ class FlowLayer(tf_keras.layers.Layer):
 
 class FlowSequence(FlowLayer):
     """Flow layers applied in order (data -> latent), all on inputs of one shape;
-    its bijector is the `FlowChain` of theirs."""
+    its bijector is the `FlowChain` of theirs.
+
+    Args:
+      flow_layers: the `FlowLayer`s, in data -> latent order.
+      recompute_gradients: gradient checkpointing of the chain's data -> latent pass (see `FlowChain`).
+      name: the layer's name.
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
 
     def __init__(self, flow_layers: Sequence[FlowLayer], recompute_gradients: bool = False, name: str = 'sequence',
                  **kwargs):
