@@ -1,7 +1,10 @@
-"""Packaging: the version, the public names, and a light `import emerging`."""
+"""Packaging: the version, the public names, a light `import emerging`, the wheel."""
+import glob
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -51,3 +54,44 @@ def test_command_line_entry_points():
     wrong = subprocess.run([sys.executable, '-m', 'emerging', 'sample', '--logdir', ROOT, '--out', 'x.gif'],
                            cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
     assert wrong.returncode == 2 and '--out' in wrong.stderr
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_only_the_package_with_its_pretrained_model(tmp_path):
+    """`pip wheel` of the project holds the package `emerging` (the pretrained model and its manipulation
+    records included) and its console script, nothing else (train.py and scripts/ stay in the repository);
+    installed into a fresh virtualenv it evaluates the pretrained model from another folder."""
+    source = tmp_path / 'source'
+    shutil.copytree(os.path.join(ROOT, 'emerging'), source / 'emerging',
+                    ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+    shutil.copy(os.path.join(ROOT, 'setup.py'), source)
+    built = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w',
+                            str(tmp_path), str(source)], env=env(), capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr
+    wheel, = glob.glob(str(tmp_path / 'emerging-*.whl'))
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = archive.read(f'emerging-{emerging.__version__}.dist-info/entry_points.txt').decode()
+    assert {name.split('/')[0] for name in names} == {'emerging', f'emerging-{emerging.__version__}.dist-info'}
+    pretrained = 'emerging/runs/pretrained/digits/'
+    for name in ('config.json', 'train.txt', 'model_best_loss.ckpt.index', 'manipulation/dz_7.npy',
+                 'manipulation/dz_7.json'):
+        assert pretrained + name in names, name
+    assert 'emerging = emerging.cli.command:main' in entry_points
+
+    venv = tmp_path / 'venv'
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], check=True, timeout=300)
+    site = glob.glob(str(venv / 'lib' / 'python*' / 'site-packages'))[0]
+    with open(os.path.join(site, 'project_dependencies.pth'), 'w') as f:  # this venv's TensorFlow & co.
+        f.write(next(p for p in sys.path if p.endswith('site-packages')) + '\n')
+    installed = subprocess.run([sys.executable, '-m', 'pip', '--python', str(venv / 'bin' / 'python'), 'install',
+                                '-q', '--no-deps', wheel], capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr
+    clean = {k: v for k, v in env().items() if k != 'PYTHONPATH'}
+    result = subprocess.run([str(venv / 'bin' / 'emerging'), 'evaluate', '--pretrained', 'digits'], cwd=tmp_path,
+                            env=clean, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1].startswith('test bits_x: 3.3')
+    assert os.path.join(site, 'emerging') in subprocess.run(
+        [str(venv / 'bin' / 'python'), '-c', 'import emerging; print(emerging.__file__)'], cwd=tmp_path, env=clean,
+        capture_output=True, text=True, timeout=300).stdout
