@@ -4,7 +4,7 @@
         --hidden_dim 10 --output_dir runs/miniboone
 
 --data_dir is the extracted data/ folder of the MAF benchmark archive (files and preprocessing in
-data_utils/tabular.py).  Training follows the public BNAF code: Adam (amsgrad) on shuffled train batches,
+emerging/data/tabular.py).  Training follows the public BNAF code: Adam (amsgrad) on shuffled train batches,
 gradients clipped to --clip_norm, a Polyak average of the weights (--polyak) that is what validation and test
 see; after every epoch the validation NLL: a new best (by more than 1e-4) writes {output_dir}/best, more than
 --patience epochs without one restore the best and multiply the learning rate by --decay (not below --min_lr),
