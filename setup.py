@@ -34,6 +34,7 @@ setup(
     # only the package: train.py and scripts/ stay in the repository (python -m emerging.cli.train is train.py)
     packages=find_packages(include=['emerging', 'emerging.*']),
     package_data={'emerging.runs': ['pretrained/*/*.json', 'pretrained/*/*.txt', 'pretrained/*/*.ckpt.*',
+                                    'pretrained/*/best/*',
                                     'pretrained/*/manipulation/*.npy', 'pretrained/*/manipulation/*.json']},
     entry_points={'console_scripts': ['emerging = emerging.cli.command:main']},
     python_requires='>=3.11,<3.12',

@@ -2,10 +2,10 @@
 
 Takes train.py's flags exactly as the original run was started (the
 architecture flags must match; the others are recorded) and writes
-{logdir}/model_best_loss.ckpt and {logdir}/train.txt (the hyperparameter line),
-so that `emerging evaluate | sample | ... --logdir LOGDIR`, `train.py ...
---inference --logdir LOGDIR`, `train.py ... --restore_path
-LOGDIR/model_best_loss.ckpt` (fine-tuning) and `emerging export` work on it.
+{logdir}/best/ (the run's best checkpoint) and {logdir}/train.txt (the
+hyperparameter line), so that `emerging evaluate | sample | ... --logdir
+LOGDIR`, `train.py ... --inference --logdir LOGDIR`, `train.py ...
+--restore_path LOGDIR` (fine-tuning) and `emerging export` work on it.
 Every `model/` variable of the checkpoint must map onto the model and every
 model weight must be in the checkpoint with the same shape; otherwise nothing
 is written and every problem is listed.
@@ -28,14 +28,15 @@ def add_parser(subparsers):
 def run(args):
     import tensorflow as tf
 
+    from emerging.cli.paths import check_output_folder
     from emerging.cli.train import derive
     from emerging.models.glow import Glow
-    from emerging.runs.folder import BEST_CHECKPOINT, write_checkpoint_atomically
+    from emerging.runs.folder import BEST, write_best
     from emerging.runs.tf1_import import import_tf1_checkpoint
 
-    prefix = os.path.join(args.logdir, BEST_CHECKPOINT)
+    check_output_folder(args.logdir, '--logdir')
     log = os.path.join(args.logdir, 'train.txt')
-    for path in (prefix + '.index', log):
+    for path in (os.path.join(args.logdir, BEST), log):
         if os.path.exists(path):
             raise InputError(f'{path} exists: --logdir must be a new folder (nothing is overwritten)')
     flags = {k: v for k, v in vars(args).items() if k not in ('tf1_checkpoint', 'run', 'command')}
@@ -43,7 +44,7 @@ def run(args):
     model = Glow(run_config.model)
     report = import_tf1_checkpoint(model, args.tf1_checkpoint)
     os.makedirs(args.logdir, exist_ok=True)
-    write_checkpoint_atomically(tf.train.Checkpoint(model=model), prefix)
+    prefix = write_best(tf.train.Checkpoint(model=model), args.logdir, 'ckpt-0')
     hparams = dict(run_config.hparams, imported_from=os.path.abspath(args.tf1_checkpoint))
     for key in ('tf1_checkpoint', 'run', 'command'):
         hparams.pop(key, None)

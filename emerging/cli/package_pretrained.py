@@ -3,7 +3,7 @@
     python scripts/package_pretrained.py --logdir demo_logs --name digits [--weights best]
 
 Writes emerging/runs/pretrained/NAME/: the run's config.json, train.txt and test.txt, and
-model_best_loss.ckpt holding the chosen weights of the model only (no optimiser
+best/ holding the chosen weights of the model only (no optimiser
 state, so a third of the size).  The package's digits model is demo.sh's run
 packaged this way.
 """
@@ -25,7 +25,7 @@ def main(argv=None):
 
     import tensorflow as tf
 
-    from emerging.runs.folder import BEST_CHECKPOINT, PRETRAINED, write_checkpoint_atomically
+    from emerging.runs.folder import PRETRAINED, write_best
     from emerging.runs.load import load_run
 
     run = load_run(args.logdir, args.weights)
@@ -35,8 +35,8 @@ def main(argv=None):
     os.makedirs(target)
     for name in ('config.json', 'train.txt', 'test.txt'):
         shutil.copy(os.path.join(args.logdir, name), target)
-    write_checkpoint_atomically(tf.train.Checkpoint(model=run.model), os.path.join(target, BEST_CHECKPOINT))
-    size = sum(os.path.getsize(os.path.join(target, f)) for f in os.listdir(target))
+    write_best(tf.train.Checkpoint(model=run.model), target, 'ckpt-0')
+    size = sum(os.path.getsize(os.path.join(folder, f)) for folder, _, files in os.walk(target) for f in files)
     print(f'{run.checkpoint} ({args.weights} weights) packaged as {target} ({size / 2 ** 20:.1f} MiB)')
     return 0
 

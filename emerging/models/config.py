@@ -83,12 +83,14 @@ class ImageFlowConfig:
           The configuration (validated).
 
         Raises:
-          ValueError: naming an unknown or retired field with another value, or a bad value.
+          ValueError: naming an unknown field, a retired one with another value, a value of the wrong type, or
+            a bad value.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name: f for f in dataclasses.fields(cls)}
         kept = {}
         for name, value in fields.items():
             if name in known:
+                _check_type(known[name], value)
                 kept[name] = value
             elif name in cls.retired_fields:
                 allowed = cls.retired_fields[name]
@@ -97,6 +99,26 @@ class ImageFlowConfig:
             else:
                 raise ValueError(f'unknown field {name!r} for a {cls.kind} model; known: {", ".join(sorted(known))}')
         return cls(**kept)
+
+
+# a field's declared type -> the JSON values it accepts (a bool is no number here)
+_JSON_TYPES = {'int': (int,), 'float': (int, float), 'bool': (bool,), 'str': (str,), 'tuple': (list, tuple)}
+
+
+def _check_type(field: dataclasses.Field, value) -> None:
+    """Raise ValueError naming the field unless `value` is of its declared type (a tuple: of integers)."""
+    if value is None and field.default is None:
+        return
+    kinds = _JSON_TYPES[field.type]
+    numbers = field.type in ('int', 'float')
+    fits = isinstance(value, kinds) and not (numbers and isinstance(value, bool))
+    if fits and field.type == 'tuple':
+        fits = all(isinstance(item, int) and not isinstance(item, bool) for item in value)
+    if not fits:
+        wanted = {'tuple': 'a list of integers', 'int': 'an integer', 'float': 'a number', 'bool': 'true or false',
+                  'str': 'a string'}[field.type]
+        raise ValueError(f'{field.name} must be {wanted}' + (' or null' if field.default is None else '')
+                         + f', got {value!r}')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,8 +5,10 @@ import dataclasses
 from typing import Optional
 
 from emerging.choices import WEIGHTS, described
+from emerging.errors import InputError
 from emerging.models.registry import build_model
-from emerging.runs.folder import check_readable, checkpoint_for, read_config
+from emerging.runs.checkpoints import check_matches
+from emerging.runs.folder import checkpoint_for, read_config, resolve_checkpoint
 
 
 @dataclasses.dataclass
@@ -43,37 +45,36 @@ def load_run(logdir: str, weights: str = 'best', checkpoint: Optional[str] = Non
       A `Run`.
 
     Raises:
-      FileNotFoundError, ValueError: naming the file, when the folder or checkpoint does not hold what is
-        asked for.
+      InputError: naming the file, when the folder or checkpoint does not hold what is asked for, or is
+        damaged, or holds another architecture.
     """
     import tensorflow as tf
 
     from emerging.averaging import PolyakAverage
 
     if weights not in WEIGHTS:
-        raise ValueError(f'unknown weights {weights!r}; allowed: {described(WEIGHTS)}')
+        raise InputError(f'unknown weights {weights!r}; allowed: {described(WEIGHTS)}')
     model_config, hparams = read_config(logdir)
-    prefix = checkpoint or checkpoint_for(logdir, weights)
-    check_readable(prefix)
+    prefix = resolve_checkpoint(checkpoint) if checkpoint else checkpoint_for(logdir, weights)
     stored = dict(tf.train.list_variables(prefix))
     model = build_model(model_config)
     objects = {'model': model}
     if weights == 'polyak':
         if not any(name.startswith('optimizer/') for name in stored):
-            raise ValueError(f'{prefix} holds no optimiser state, so no Polyak averages: use --weights best or latest')
+            raise InputError(f'{prefix} holds no optimiser state, so no Polyak averages: use --weights best or '
+                             f'latest')
         # the decay only debiases the average; the run's value is in its hyperparameters (the optimiser's
         # Polyak average has these variable names, so the optimiser's checkpoint state fills it)
         decay = float(hparams.get('polyak_decay', hparams.get('beta2', 0.999)))
         objects['optimizer'] = PolyakAverage(model.trainable_variables, decay)
-    status = tf.train.Checkpoint(**objects).read(prefix)
+    reader = tf.train.Checkpoint(**objects)
+    check_matches(prefix, reader, list(objects), f'the {model_config.kind} model described in {logdir}',
+                  subset_roots=['optimizer'])
+    status = reader.read(prefix)
     status.expect_partial()
     if not bool(model.initialized.numpy()):
-        raise ValueError(f'{prefix} holds no trained (initialised) model of this configuration')
-    try:
-        status.assert_existing_objects_matched()
-    except AssertionError as error:
-        raise ValueError(f'{prefix} does not match the model described in {logdir}: '
-                         f'{str(error).splitlines()[0]}') from None
+        raise InputError(f'{prefix} holds no trained (initialised) model of this configuration')
+    status.assert_existing_objects_matched()
     if weights == 'polyak':
         for variable, average in zip(model.trainable_variables, objects['optimizer'].polyak_values()):
             variable.assign(average)

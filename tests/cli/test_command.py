@@ -68,7 +68,7 @@ def test_evaluate_is_the_training_validation(trained_digits_run, capsys, monkeyp
     mean, se = result(out)
     assert abs(mean - validation) < 0.01
     assert 0 < se < 0.1
-    assert 'model_best_loss.ckpt' in out and '300 images' in out
+    assert 'best/ckpt-2' in out and '300 images' in out
 
     code, out, err = cli(capsys, monkeypatch, 'evaluate', '--logdir', trained_digits_run, '--weights', 'latest')
     assert code == 0, err
@@ -100,7 +100,7 @@ def test_evaluate_bad_input(trained_digits_run, tmp_path, capsys, monkeypatch):
     for name in ('config.json', 'train.txt'):
         shutil.copy(os.path.join(trained_digits_run, name), empty / name)
     code, _, err = cli(capsys, monkeypatch, 'evaluate', '--logdir', str(empty))
-    assert code == 2 and 'model_best_loss.ckpt' in err, err
+    assert code == 2 and 'no best checkpoint' in err, err
     code, _, err = cli(capsys, monkeypatch, 'evaluate', '--logdir', str(empty), '--weights', 'latest')
     assert code == 2 and 'checkpoints' in err, err
 

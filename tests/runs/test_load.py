@@ -9,9 +9,10 @@ import tensorflow as tf
 
 import emerging
 from emerging.data.tfrecords import write_shards
+from emerging.errors import InputError
 from emerging.models.config import GlowConfig
 from emerging.models.glow import Glow
-from emerging.runs.folder import pretrained_run, read_config
+from emerging.runs.folder import best_checkpoint, pretrained_run, read_config
 from tests.helpers import TINY
 
 pytestmark = pytest.mark.slow  # they read a trained run
@@ -36,7 +37,7 @@ def test_config_json_describes_the_run(trained_digits_run):
 
 def test_weights_best_latest_polyak(trained_digits_run):
     runs = {weights: emerging.load_run(trained_digits_run, weights) for weights in ('best', 'latest', 'polyak')}
-    assert runs['best'].checkpoint.endswith('model_best_loss.ckpt')
+    assert runs['best'].checkpoint.endswith(os.path.join('best', 'ckpt-2'))
     assert runs['latest'].checkpoint.endswith('ckpt-3') == runs['polyak'].checkpoint.endswith('ckpt-3') is True
     losses = {weights: loss(run.model) for weights, run in runs.items()}
     assert all(np.all(np.isfinite(value)) for value in losses.values())
@@ -68,13 +69,13 @@ def test_what_is_not_there_is_named(trained_digits_run, tmp_path):
         emerging.load_run(str(tmp_path / 'nothing'))
     empty = tmp_path / 'empty'
     empty.mkdir()
-    with pytest.raises(FileNotFoundError, match='neither config.json nor train.txt'):
+    with pytest.raises(InputError, match='neither config.json nor train.txt'):
         emerging.load_run(str(empty))
     no_checkpoints = str(tmp_path / 'no_checkpoints')
-    shutil.copytree(trained_digits_run, no_checkpoints, ignore=shutil.ignore_patterns('checkpoints', '*.ckpt*'))
-    with pytest.raises(FileNotFoundError, match='no model_best_loss.ckpt'):
+    shutil.copytree(trained_digits_run, no_checkpoints, ignore=shutil.ignore_patterns('checkpoints', 'best'))
+    with pytest.raises(InputError, match='has no best checkpoint'):
         emerging.load_run(no_checkpoints)
-    with pytest.raises(FileNotFoundError, match='holds no checkpoint'):
+    with pytest.raises(InputError, match='holds no checkpoint'):
         emerging.load_run(no_checkpoints, 'latest')
     with pytest.raises(ValueError, match="unknown weights 'last'"):
         emerging.load_run(trained_digits_run, 'last')
@@ -86,17 +87,17 @@ def test_what_is_not_there_is_named(trained_digits_run, tmp_path):
                              flow_coupling=1, learnprior=True, n_y=10))
     other.initialized.assign(True)
     mismatched = tf.train.Checkpoint(model=other).write(str(tmp_path / 'mismatched'))
-    with pytest.raises(ValueError, match='does not match the model'):
+    with pytest.raises(InputError, match='does not fit the glow model'):
         emerging.load_run(trained_digits_run, checkpoint=mismatched)
-    with pytest.raises(ValueError, match='cannot read checkpoint'):
+    with pytest.raises(InputError, match='no checkpoint at'):
         emerging.load_run(trained_digits_run, checkpoint=str(tmp_path / 'missing.ckpt'))
     with pytest.raises(ValueError, match="unknown pretrained model 'imagenet'"):
         pretrained_run('imagenet')
 
 
 def test_fine_tuning_starts_from_the_other_runs_weights(trained_digits_run, tmp_path):
-    """train.py --restore_path OTHER/model_best_loss.ckpt on other data, fresh logdir: no re-initialisation,
-    fresh counters; the first loss is the other run's on the same batch, not a fresh model's."""
+    """train.py --restore_path OTHER/model_best_loss.ckpt (the run's best, by the original's name) on other data,
+    fresh logdir: no re-initialisation, fresh counters; the first loss is the other run's on the same batch, not a fresh model's."""
     from emerging.cli import train as train_module
     data_dir = str(tmp_path / 'data')
     rng = np.random.default_rng(3)
@@ -122,4 +123,4 @@ def test_fine_tuning_starts_from_the_other_runs_weights(trained_digits_run, tmp_
     with open(tmp_path / 'tuned2' / 'train.txt') as f:
         lines = [json.loads(line) for line in f.read().splitlines()]
     assert [line['epoch'] for line in lines[1:]] == [1, 2]
-    assert os.path.exists(tmp_path / 'tuned2' / 'model_best_loss.ckpt.index')  # fresh best loss
+    assert best_checkpoint(str(tmp_path / 'tuned2')) is not None  # fresh best loss

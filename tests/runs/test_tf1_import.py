@@ -17,6 +17,7 @@ import tensorflow as tf
 from emerging.models.base import standard_normal_log_prob
 from emerging.models.config import GlowConfig
 from emerging.models.glow import Glow
+from emerging.runs.folder import best_checkpoint
 from emerging.runs.tf1_import import CheckpointMismatch, import_tf1_checkpoint
 from tests.helpers import DIGITS, ROOT, TINY, env, train
 
@@ -276,7 +277,7 @@ def test_script_output_feeds_inference_and_export(tmp_path):
     result = run(script, *flags, '--tf1_checkpoint', prefix, '--logdir', str(out))
     assert result.returncode == 0, result.stderr
     assert f'imported {len(variables)} variables' in result.stdout
-    assert (out / 'model_best_loss.ckpt.index').exists() and (out / 'train.txt').exists()
+    assert best_checkpoint(str(out)) is not None and (out / 'train.txt').exists()
     # a second import into the same folder refuses instead of overwriting
     again = run(script, *flags, '--tf1_checkpoint', prefix, '--logdir', str(out))
     assert again.returncode != 0 and 'must be a new folder' in again.stderr
