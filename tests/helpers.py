@@ -81,3 +81,9 @@ class StubDistributed:
 
     def broadcast_variables(self, variables, root_rank=0):
         pass
+
+    def agree(self, counts, name):
+        return list(counts)
+
+    def barrier(self, name):
+        pass

@@ -81,6 +81,8 @@ def build_parser():
     a('--flow_coupling', type=int, default=0, help=described(COUPLINGS))
     # beyond the original
     a('--resume', action='store_true', help='continue from the latest checkpoint in {logdir}/checkpoints')
+    a('--save_every_minutes', type=float, default=0.,
+      help='also checkpoint within an epoch this often (0: at the end of every epoch only)')
     a('--export_dir', type=str, default='', help='write a SavedModel here after training')
     a('--polyak_eval', action='store_true', help='evaluate and sample with the Polyak-averaged weights')
     a('--jit_compile', action='store_true', help='XLA-compile the loss and gradient computation')
@@ -130,7 +132,7 @@ def derive(args, rank=0, size=1):
         lr=args.lr, beta1=args.beta1, polyak_epochs=args.polyak_epochs, weight_decay=args.weight_decay,
         epochs=args.epochs, epochs_warmup=args.epochs_warmup, epochs_full_valid=args.epochs_full_valid,
         epochs_full_sample=args.epochs_full_sample, use_polyak_for_eval=args.polyak_eval,
-        jit_compile=args.jit_compile)
+        jit_compile=args.jit_compile, save_every_minutes=args.save_every_minutes)
     data = DataConfig(
         problem=args.problem, data_dir=args.data_dir, category=args.category, image_size=image_size,
         channels=channels, dal=args.dal, fmap=args.fmap, pmap=args.pmap, local_batch_train=train.local_batch_train,

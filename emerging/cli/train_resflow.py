@@ -133,6 +133,8 @@ def build_parser():
     a('--vis-freq', type=int, default=500)
     # beyond the public code
     a('--valid-freq', type=int, default=1, help='evaluate the whole test set every N epochs')
+    a('--save-every-minutes', type=float, default=0.,
+      help='also checkpoint within an epoch this often (0: at the end of every epoch only)')
     a('--no-progress', action='store_true', help='no progress bars')
     return p
 
@@ -182,6 +184,9 @@ def check_supported(args):
             raise ValueError(f'{flag} must be positive, got {value}')
     if args.warmup_iters < 0 or args.wd < 0 or args.n_exact_terms < 0:
         raise ValueError('--warmup-iters, --wd and --n-exact-terms must not be negative')
+    for flag, value in (('--lr', args.lr), ('--wd', args.wd), ('--coeff', args.coeff)):
+        if not math.isfinite(value):
+            raise ValueError(f'{flag} must be a finite number, got {value}')
 
 
 def parse_nblocks(text):
@@ -239,7 +244,8 @@ def derive(args, rank=0, size=1):
         epochs=args.nepochs + 1, epochs_warmup=args.warmup_iters * args.batchsize * size / n_train,
         epochs_full_valid=args.valid_freq, epochs_full_sample=max(1, math.ceil(args.vis_freq / train_its)),
         use_polyak_for_eval=args.ema_val, test_batch=val_batch, grad_accumulation=args.update_freq,
-        max_grad_norm=MAX_GRAD_NORM, l2_decay=args.wd, fixed_beta2=ADAM_BETA2, ema_decay=EMA_DECAY)
+        max_grad_norm=MAX_GRAD_NORM, l2_decay=args.wd, fixed_beta2=ADAM_BETA2, ema_decay=EMA_DECAY,
+        save_every_minutes=args.save_every_minutes)
     data = DataConfig(
         problem=problem, data_dir=tfds_default if args.dataroot == 'data' and problem in ('mnist', 'cifar10')
         else args.dataroot, image_size=image_size, channels=channels, dal=0, pmap=args.nworkers,
@@ -297,11 +303,11 @@ def run(argv=None):
     args = build_parser().parse_args(argv)
     try:
         resume, restore_path = resume_mode(args)
-    except FileNotFoundError as error:
+    except (ValueError, FileNotFoundError) as error:
         print(f'{PROG}: error: --resume: {error}', file=sys.stderr)
         return 2, None
     options = LaunchOptions(logdir=args.save, restore_path=restore_path, resume=resume,
-                            verbose=args.print_freq, progress=not args.no_progress)
+                            verbose=args.print_freq, progress=not args.no_progress, logdir_flag='--save')
     return launch(lambda rank, size: derive(args, rank, size), options, PROG, args.dataroot)
 
 

@@ -48,10 +48,10 @@ class ResidualBlockBijector(JointFlowBijector):
         self._block = block
         super().__init__(parameters=parameters, name=name)
 
-    def inverse_and_log_det(self, y, training=False, map_only=False, **condition):
+    def inverse_and_log_det(self, y, training=False, map_only=False, rng=None, **condition):
         if map_only:
             return y + self._block.g(y), tf.zeros(tf.shape(y)[:1])
-        return self._block.forward_and_log_det(y, training=bool(training))
+        return self._block.forward_and_log_det(y, training=bool(training), rng=rng)
 
     def forward_and_log_det(self, x, training=False, map_only=False, **condition):
         y = self._block.invert(x)
@@ -180,20 +180,22 @@ class ResidualBlock(FlowLayer):
         return self.g_and_vjp(x, self.params() if params is None else params)[0]
 
     # ---- the log-det ------------------------------------------------------------------------------
-    def _estimate(self, x, params, training):
+    def _estimate(self, x, params, training, rng=None):
         """(g(x), the log-det estimate) with this block's estimator settings."""
         def terms():
-            return series_terms(training, self.n_power_series, self.n_exact_terms, self.n_samples, self.n_dist)
+            return series_terms(training, self.n_power_series, self.n_exact_terms, self.n_samples, self.n_dist,
+                                rng)
 
-        return log_det_estimate(self.g_and_vjp, x, params, terms, training, self.neumann_grad)
+        return log_det_estimate(self.g_and_vjp, x, params, terms, training, self.neumann_grad, rng)
 
-    def forward_and_log_det(self, x, training=False):
+    def forward_and_log_det(self, x, training=False, rng=None):
         """Data -> latent: (x + g(x), log-det estimate [N]); `training` selects the training estimator and
-        runs the power iterations first."""
+        runs the power iterations first; `rng` (a `tf.random.Generator`) draws the probe and the number of
+        terms, TensorFlow's stateful random ops when None."""
         params = self.params(update=training)
         if training and self.grad_in_forward:
-            return gradient_in_forward(lambda t, p: self._estimate(t, p, True), self.g, x, params)
-        g, log_det = self._estimate(x, params, training)
+            return gradient_in_forward(lambda t, p: self._estimate(t, p, True, rng), self.g, x, params)
+        g, log_det = self._estimate(x, params, training, rng)
         return x + g, log_det
 
     def invert(self, z):

@@ -64,20 +64,26 @@ def roulette_weights(n_terms_drawn, n_exact, n_dist):
     return n, tf.where(beyond <= 0., tf.ones_like(reached), reached / p_reach)
 
 
-def draw_terms(n_samples, n_dist):
-    """int32 [n_samples] draws of N: Poisson(2) (from 0) or Geometric(0.5) (from 1, numpy's convention)."""
+def draw_terms(n_samples, n_dist, rng=None):
+    """int32 [n_samples] draws of N: Poisson(2) (from 0) or Geometric(0.5) (from 1, numpy's convention), from
+    the `tf.random.Generator` `rng` when given (a training run's, saved with its position), else TensorFlow's
+    stateful random ops."""
     if n_dist == 'poisson':
+        if rng is not None:
+            return tf.cast(tf.random.stateless_poisson([n_samples], rng.make_seeds(1)[:, 0], POISSON_LAMBDA),
+                           tf.int32)
         return tf.cast(tf.random.poisson([n_samples], POISSON_LAMBDA), tf.int32)
-    uniform = tf.random.uniform([n_samples], minval=1e-7, maxval=1.)
+    uniform = (tf.random.uniform if rng is None else rng.uniform)([n_samples], minval=1e-7, maxval=1.)
     return tf.cast(tf.floor(tf.math.log(uniform) / np.log(1. - GEOMETRIC_P)), tf.int32) + 1
 
 
-def series_terms(training, n_power_series, n_exact_terms, n_samples, n_dist):
-    """(n, w) of one estimate: a fixed truncation (training with n_power_series), else a roulette draw."""
+def series_terms(training, n_power_series, n_exact_terms, n_samples, n_dist, rng=None):
+    """(n, w) of one estimate: a fixed truncation (training with n_power_series), else a roulette draw (from
+    `rng` when given, see `draw_terms`)."""
     if training and n_power_series is not None:
         return n_power_series, tf.ones([n_power_series])
     n_exact = n_exact_terms if training else EVAL_EXACT_TERMS
-    return roulette_weights(draw_terms(n_samples, n_dist), n_exact, n_dist)
+    return roulette_weights(draw_terms(n_samples, n_dist, rng), n_exact, n_dist)
 
 
 def power_series(vjp, v, n, weights, differentiable):
@@ -116,7 +122,7 @@ def power_series(vjp, v, n, weights, differentiable):
     return log_det, neumann
 
 
-def log_det_estimate(g_and_vjp, x, params, terms, training, neumann_grad):
+def log_det_estimate(g_and_vjp, x, params, terms, training, neumann_grad, rng=None):
     """g(x) and the chosen estimator of log det(I + J), as functions of x and params.
 
     Args:
@@ -126,12 +132,13 @@ def log_det_estimate(g_and_vjp, x, params, terms, training, neumann_grad):
       terms: () -> (n, w), called after the probe is drawn (`series_terms` with the block's settings).
       training: the training estimator and gradient; otherwise the evaluation estimate, not differentiated.
       neumann_grad: the Neumann-series gradient (else backpropagation through the series).
+      rng: the `tf.random.Generator` of the probe, or None: TensorFlow's stateful random ops.
 
     Returns:
       (g(x) [N, H, W, C], the log-det estimate [N]).
     """
     g, vjp = g_and_vjp(x, params)
-    v = tf.random.normal(tf.shape(x))
+    v = (tf.random.normal if rng is None else rng.normal)(tf.shape(x))
     n, weights = terms()
     if not training:
         return g, tf.stop_gradient(power_series(vjp, v, n, weights, differentiable=False)[0])

@@ -15,8 +15,9 @@ the SavedModel export and `load_run` use only these members:
 
 * `config`, `kind` (the registered name, registry.py), `conditional`,
   `n_classes`, `compute_dtype`, `initialized`, `latent_shapes`;
-* `losses_per_example(x, y, noise, training)` -> {'loss', 'bits_x',
-  'bits_y', 'pred_loss'} per example (the original's four statistics);
+* `losses_per_example(x, y, noise, training, rng)` -> {'loss', 'bits_x',
+  'bits_y', 'pred_loss'} per example (the original's four statistics;
+  every random draw from the generator `rng` when given);
 * `encode(x, y, noise)` -> z, `decode(z, y)` -> uint8 images,
   `sample(y, temperature, batch, seed)`;
 * `latent_parts(z)` / `merge_latent_parts(parts)` (every level's part of z),
@@ -150,8 +151,9 @@ class ImageFlowModel(tf_keras.Model):
         raise NotImplementedError
 
     # ---- pre- and post-processing ----------------------------------------------------------------
-    def preprocess(self, x: tf.Tensor, noise: bool = True, seed: Optional[int] = None) -> tf.Tensor:
-        """uint8 images -> the model's float data, with uniform dequantisation noise of one bin (noise=True)."""
+    def preprocess(self, x: tf.Tensor, noise: bool = True, rng: Optional[tf.random.Generator] = None) -> tf.Tensor:
+        """uint8 images -> the model's float data, with uniform dequantisation noise of one bin (noise=True),
+        drawn from `rng` when given."""
         raise NotImplementedError
 
     def postprocess(self, x: tf.Tensor) -> tf.Tensor:
@@ -206,7 +208,7 @@ class ImageFlowModel(tf_keras.Model):
 
     # ---- the objective ---------------------------------------------------------------------------
     def losses_per_example(self, x: tf.Tensor, y: Optional[tf.Tensor] = None, noise: bool = True,
-                           training: bool = False) -> dict:
+                           training: bool = False, rng: Optional[tf.random.Generator] = None) -> dict:
         """The original's four statistics per example.
 
         Args:
@@ -214,12 +216,16 @@ class ImageFlowModel(tf_keras.Model):
           y: int32 labels [N] (read by class-conditional models).
           noise: uniform dequantisation noise (False: x at the lower edge of its bin).
           training: the train step's call (a model whose log-det is an estimate uses its training estimator).
+          rng: the generator of every random draw (the noise, a log-det estimate's): a training run's, whose
+            position is saved, so that a resumed run draws what an uninterrupted one would; None: TensorFlow's
+            stateful random ops.
 
         Returns:
           {'loss', 'bits_x', 'bits_y', 'pred_loss'}, each [N].
         """
         n_dims = self.config.n_dims
-        z, log_det = self.bijector(y).inverse_and_log_det(self.preprocess(x, noise=noise), training=training)
+        condition = {'training': training, **({'rng': rng} if rng is not None else {})}
+        z, log_det = self.bijector(y).inverse_and_log_det(self.preprocess(x, noise=noise, rng=rng), **condition)
         objective = -math.log(self.config.n_bins) * n_dims + log_det + standard_normal_log_prob(z)
         bits_x = -objective / (math.log(2.) * n_dims)
         return self.label_losses(bits_x, z, y)

@@ -81,14 +81,15 @@ class Glow(ImageFlowModel):
         return self.config.compute_dtype
 
     # ---- pre- and post-processing -------------------------------------------------
-    def preprocess(self, x: tf.Tensor, noise: bool = True, seed: int | None = None) -> tf.Tensor:
-        """uint8 -> float in [-0.5, 0.5) with n_bits_x bits, plus uniform dequantisation noise."""
+    def preprocess(self, x: tf.Tensor, noise: bool = True, rng: tf.random.Generator | None = None) -> tf.Tensor:
+        """uint8 -> float in [-0.5, 0.5) with n_bits_x bits, plus uniform dequantisation noise (from `rng` when
+        given)."""
         x = tf.cast(x, tf.float32)
         if self.config.n_bits_x < 8:
             x = tf.floor(x / 2 ** (8 - self.config.n_bits_x))
         x = x / self.config.n_bins - .5
         if noise:
-            x += tf.random.uniform(tf.shape(x), 0., 1. / self.config.n_bins, seed=seed)
+            x += (tf.random.uniform if rng is None else rng.uniform)(tf.shape(x), 0., 1. / self.config.n_bins)
         return x
 
     def postprocess(self, x: tf.Tensor) -> tf.Tensor:

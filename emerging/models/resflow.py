@@ -130,13 +130,14 @@ class ResFlow(ImageFlowModel):
             layer.update_spectral_norms(max_iterations)
 
     # ---- pre- and post-processing ----------------------------------------------------------
-    def preprocess(self, x, noise: bool = True, seed: Optional[int] = None):
-        """uint8 -> float in [0, 1) with n_bits_x bits, plus uniform dequantisation noise."""
+    def preprocess(self, x, noise: bool = True, rng: Optional[tf.random.Generator] = None):
+        """uint8 -> float in [0, 1) with n_bits_x bits, plus uniform dequantisation noise (from `rng` when
+        given)."""
         x = tf.cast(x, tf.float32)
         if self.config.n_bits_x < 8:
             x = tf.floor(x / 2 ** (8 - self.config.n_bits_x))
         if noise:
-            x += tf.random.uniform(tf.shape(x), 0., 1., seed=seed)
+            x += (tf.random.uniform if rng is None else rng.uniform)(tf.shape(x), 0., 1.)
         return x / self.config.n_bins
 
     def postprocess(self, x):

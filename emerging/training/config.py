@@ -19,6 +19,17 @@ import math
 from emerging.choices import OPTIMIZERS, described
 
 LOCAL_BATCH_TEST = {64: 50, 32: 25, 28: 25, 16: 10, 8: 5, 4: 2, 2: 2, 1: 1}
+# the optimisation fields' ranges: name -> (test of a finite value, what it must be)
+RANGES = {
+    'lr': (lambda v: v > 0., 'a positive learning rate'),
+    'beta1': (lambda v: 0. <= v < 1., 'a decay in [0, 1)'),
+    'polyak_epochs': (lambda v: v > 0., 'a positive number of epochs'),
+    'weight_decay': (lambda v: 0. < v <= 1., 'a multiplicative decay per step in (0, 1] (1: off)'),
+    'epochs_warmup': (lambda v: v >= 0., 'a number of epochs >= 0'),
+    'max_grad_norm': (lambda v: v >= 0., 'a norm >= 0 (0: off)'),
+    'l2_decay': (lambda v: v >= 0., 'a decay >= 0'),
+    'save_every_minutes': (lambda v: v >= 0., 'minutes >= 0 (0: off)'),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +62,7 @@ class TrainConfig:
     l2_decay: float = 0.            # adds l2_decay * w to every gradient (PyTorch's Adam weight_decay)
     fixed_beta2: float = 0.         # the moments' beta2; 0: derived from polyak_epochs
     ema_decay: float = 0.           # the Polyak average's decay; 0: beta2
+    save_every_minutes: float = 0.  # also checkpoint within an epoch this often; 0: at epoch ends only
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -61,8 +73,8 @@ class TrainConfig:
         if self.grad_accumulation < 1 or self.local_batch_train % self.grad_accumulation:
             raise ValueError(f'per-process batch {self.local_batch_train} is not divisible into grad_accumulation='
                              f'{self.grad_accumulation} micro-batches')
-        if self.test_batch < 0 or self.max_grad_norm < 0 or self.l2_decay < 0:
-            raise ValueError('test_batch, max_grad_norm and l2_decay must not be negative')
+        if self.test_batch < 0:
+            raise ValueError(f'test_batch must not be negative, got {self.test_batch}')
         if not 0. <= self.fixed_beta2 < 1. or not 0. <= self.ema_decay < 1.:
             raise ValueError(f'fixed_beta2 and ema_decay must be in [0, 1), got {self.fixed_beta2}, {self.ema_decay}')
         if not self.test_batch and self.local_batch_train not in LOCAL_BATCH_TEST:
@@ -75,6 +87,10 @@ class TrainConfig:
                 f'pick --n_test as a multiple of {self.local_batch_test * self.n_processes}')
         if self.epochs_full_valid < 1 or self.epochs_full_sample < 1:
             raise ValueError('epochs_full_valid and epochs_full_sample must be positive')
+        for name, (fits, meaning) in RANGES.items():
+            value = getattr(self, name)
+            if not (math.isfinite(value) and fits(value)):
+                raise ValueError(f'{name} must be {meaning}, got {value}')
 
     def _scaled(self, n):
         return n * self.anchor_size ** 2 // self.image_size ** 2

@@ -54,6 +54,29 @@ class Distributed:
             return tensor
         return self.hvd.allgather(tf.convert_to_tensor(tensor), name=name)
 
+    def agree(self, counts, name):
+        """Every process's integer counts summed over processes (the counts themselves on one process).
+
+        Args:
+          counts: a list of Python ints, the same length on every process.
+          name: the collective's name, the same on every process.
+
+        Returns:
+          The summed counts as a list of Python ints.
+        """
+        if self.hvd is None or self.size == 1:
+            return list(counts)
+        summed = self.hvd.allreduce(tf.constant(counts, tf.int64), op=self.hvd.Sum, name=name)
+        return [int(c) for c in summed.numpy()]
+
+    def barrier(self, name):
+        """Return only when every process has reached this call (at once on one process).
+
+        Args:
+          name: the collective's name, the same on every process.
+        """
+        self.agree([0], name)
+
     def broadcast_variables(self, variables, root_rank=0):
         if self.hvd is not None and self.size > 1:
             self.hvd.broadcast_variables(list(variables), root_rank=root_rank)

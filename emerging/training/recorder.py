@@ -45,15 +45,15 @@ def format_results(results):
 
 
 class ResultLogger:
-    """One JSON-lines log; on resume, lines past the restored epoch are dropped first (atomically)."""
+    """One JSON-lines log; on resume, lines past the restored epoch (and a line cut off by a kill) are dropped
+    first (atomically)."""
 
     def __init__(self, path, hparams, resume_epoch=None):
         self.path = path
         if resume_epoch is not None and os.path.exists(path):
             with open(path) as f:
                 lines = f.read().splitlines()
-            kept = lines[:1] + [line for line in lines[1:] if line.strip() and
-                                json.loads(line).get('epoch', 0) <= resume_epoch]
+            kept = lines[:1] + [line for line in lines[1:] if _epoch_of(line) <= resume_epoch]
             tmp = path + '.tmp'
             with open(tmp, 'w') as f:
                 f.write(''.join(line + '\n' for line in kept))
@@ -67,6 +67,15 @@ class ResultLogger:
             f.write(json.dumps(kwargs) + '\n')
             f.flush()
             os.fsync(f.fileno())
+
+
+def _epoch_of(line):
+    """The epoch of a log line; infinite for a line that is not a whole JSON object (cut off by a kill)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return math.inf
+    return record.get('epoch', math.inf) if isinstance(record, dict) else math.inf
 
 
 def image_grid(images, columns):

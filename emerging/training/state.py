@@ -1,33 +1,39 @@
 """Everything a run saves in order to continue, as one object: `CheckpointState`.
 
 The tf.train.Checkpoint holds `model`, `optimizer` (moments and Polyak
-averages), the counters `epoch`, `n_processed` (examples seen, all processes,
-at the anchor resolution), `n_images` (images seen, all processes),
-`train_time` (seconds spent in train steps), `test_loss_best`, and
-`loss_scale` when float16 networks use one.  Files in `logdir`:
+averages), the counters `epoch` (the last completed epoch), `step` (train
+steps done in the next one, 0 at an epoch's end), `epoch_sums` (the sums of
+the four statistics over those steps), `n_processed` (examples seen, all
+processes, at the anchor resolution), `n_images` (images seen, all
+processes), `train_time` (seconds spent in train steps), `test_loss_best`,
+and `loss_scale` when float16 networks use one.  Files in `logdir`:
 
-* checkpoints/ckpt-{epoch}: after every epoch, written by the chief through
-  tf.train.CheckpointManager, which keeps the last two;
-* checkpoints/input-rank{r}-{epoch}: every process's own input iterators
-  (`train`, `test`) after that epoch.  Each is written before the checkpoint
-  of the same epoch, so a checkpoint always has its input position beside
-  it; the last two epochs are kept;
-* model_best_loss.ckpt: the whole checkpoint, whenever a full validation beats
-  `test_loss_best`; written under a temporary name and renamed, so a crash
-  never leaves half of one.
+* checkpoints/: a checkpoint folder (emerging.runs.checkpoints: one commit
+  point, the last two kept) of `ckpt-{epoch}` after every epoch and
+  `ckpt-{epoch}-step{step}` when a run stops or saves within an epoch;
+* checkpoints/input-rank{r}-{epoch}[-step{step}]: every process's own input
+  iterators (`train`, `test`) and random generator (`rng`) at that checkpoint.  Every process writes its
+  own, all wait for each other, and only then does the chief commit the
+  checkpoint: a committed checkpoint always has every input position beside
+  it;
+* best/: the checkpoint of the best full validation so far, the only one
+  kept there (`ckpt-{epoch}`).
 
-`resume()` reads the latest checkpoint and this process's input position of
-the same epoch (the input stream restarts, with a note, when that file is
-missing).  Restored weights are broadcast from rank 0 to every process.
+`resume()` checks the latest checkpoint against the model, reads it and
+this process's input position beside it (the input stream restarts, with a
+note, when that file is missing: runs of versions that did not write it).
+Restored weights are broadcast from rank 0 to every process.
 """
 import contextlib
 import glob
 import os
+import shutil
 
 import numpy as np
 import tensorflow as tf
 
-from emerging.runs.folder import BEST_CHECKPOINT, CHECKPOINTS, check_readable, write_checkpoint_atomically
+from emerging.runs.checkpoints import check_matches, checkpoint_stem, commit, committed, latest
+from emerging.runs.folder import CHECKPOINTS, resolve_checkpoint, write_best
 
 
 class CheckpointState:
@@ -38,7 +44,8 @@ class CheckpointState:
       optimizer: its `Optimizer`.
       logdir: the run folder.
       dist: the `Distributed` of this process.
-      iterators: this process's input iterators by name ({'train': ..., 'test': ...}).
+      iterators: this process's input iterators by name ({'train': ..., 'test': ...}), and its random
+        generator ('rng'), saved with them.
       loss_scale: the `DynamicLossScale` of float16 networks, or None.
     """
 
@@ -47,21 +54,24 @@ class CheckpointState:
         self.logdir, self.dist = logdir, dist
         counter = lambda name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)  # noqa: E731
         self.epoch, self.n_processed, self.n_images = counter('epoch'), counter('n_processed'), counter('n_images')
+        self.step = counter('step')
+        self.epoch_sums = tf.Variable(tf.zeros([4], tf.float64), trainable=False, name='epoch_sums')
         self.train_time = tf.Variable(0., dtype=tf.float64, trainable=False, name='train_time')
         self.test_loss_best = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name='test_loss_best')
+        scale = {'loss_scale': loss_scale} if loss_scale is not None else {}
         self.checkpoint = tf.train.Checkpoint(
-            model=model, optimizer=optimizer, epoch=self.epoch, n_processed=self.n_processed,
-            n_images=self.n_images, train_time=self.train_time, test_loss_best=self.test_loss_best,
-            **({'loss_scale': loss_scale} if loss_scale is not None else {}))
+            model=model, optimizer=optimizer, epoch=self.epoch, step=self.step, epoch_sums=self.epoch_sums,
+            n_processed=self.n_processed, n_images=self.n_images, train_time=self.train_time,
+            test_loss_best=self.test_loss_best, **scale)
         # what a run started from another run's checkpoint takes over (--restore_path): not its counters
-        self.weights = tf.train.Checkpoint(model=model, optimizer=optimizer,
-                                           **({'loss_scale': loss_scale} if loss_scale is not None else {}))
-        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(logdir, CHECKPOINTS),
-                                                  max_to_keep=2)
+        self.weights = tf.train.Checkpoint(model=model, optimizer=optimizer, **scale)
+        self.folder = os.path.join(logdir, CHECKPOINTS)
+        self.iterators = dict(iterators)
         self.inputs = tf.train.Checkpoint(**iterators)
 
     # ---- counters -------------------------------------------------------------------
     def count(self, n_processed, n_images):
+        """Add one train step's examples and images (of all processes) to the counters."""
         self.n_processed.assign_add(n_processed)
         self.n_images.assign_add(n_images)
 
@@ -88,54 +98,88 @@ class CheckpointState:
 
     # ---- reading ----------------------------------------------------------------------
     def restore(self, path, counters=True):
-        """Weights and optimiser state from a checkpoint prefix (what it holds of them), and with
-        `counters` also its epoch, image counts, train time and best test loss."""
-        check_readable(path)
-        (self.checkpoint if counters else self.weights).read(path).expect_partial()
+        """Weights and optimiser state from a checkpoint (what it holds of them), and with `counters` also its
+        epoch, position, image counts, train time and best test loss.
+
+        Args:
+          path: a checkpoint prefix, checkpoint folder or run folder (`resolve_checkpoint`).
+          counters: take over the counters too (resuming), or only the weights (fine-tuning).
+
+        Raises:
+          InputError: naming the checkpoint when it is damaged or holds another architecture.
+        """
+        prefix = resolve_checkpoint(path)
+        reader = self.checkpoint if counters else self.weights
+        check_matches(prefix, reader, ['model', 'optimizer'], "this run's model and optimiser")
+        reader.read(prefix).expect_partial()
         self.broadcast()
 
     def resume(self):
-        """Continue from the latest checkpoint in logdir/checkpoints; returns its epoch (None if none)."""
-        latest = self.manager.latest_checkpoint
-        if latest is None:
+        """Continue from the latest checkpoint in logdir/checkpoints.
+
+        Returns:
+          Its name ('ckpt-3', 'ckpt-3-step12'), or None when there is none.
+        """
+        prefix = latest(self.folder)
+        if prefix is None:
             return None
-        self.restore(latest)
-        epoch = int(self.epoch.numpy())
-        path = self.input_state_path(epoch)
+        self.restore(prefix)
+        name = os.path.basename(prefix)
+        path = self.input_state_path(name)
         if os.path.exists(path + '.index'):
-            self.inputs.read(path).assert_consumed()
+            self.inputs.read(path).assert_existing_objects_matched()  # earlier versions saved no generator
         elif self.dist.is_chief:
-            print(f'resume: no saved input position for epoch {epoch}; the data stream restarts', flush=True)
-        return epoch
+            print(f'resume: no saved input position beside {name}; the data stream restarts', flush=True)
+        return name
+
+    def input_position(self, name):
+        """The position of the input iterator `name`, in memory (its checkpoint tensors)."""
+        return self.iterators[name]._serialize_to_tensors()
+
+    def restore_input_position(self, name, position):
+        """Put the input iterator `name` back to a position `input_position` gave."""
+        self.iterators[name]._restore_from_tensors(position)
 
     # ---- writing ----------------------------------------------------------------------
-    def input_state_path(self, epoch):
-        return os.path.join(self.logdir, CHECKPOINTS, f'input-rank{self.dist.rank}-{epoch}')
+    def input_state_path(self, name):
+        """This process's input-position file beside the checkpoint `name` ('ckpt-3' -> input-rank{r}-3)."""
+        return os.path.join(self.folder, f'input-rank{self.dist.rank}-{name.split("-", 1)[1]}')
 
-    def save_input_state(self, epoch):
-        """This process's input position after `epoch`; keeps the last two, as the checkpoints."""
-        os.makedirs(os.path.dirname(self.input_state_path(epoch)), exist_ok=True)
-        self.inputs.write(self.input_state_path(epoch))
-        for old in glob.glob(self.input_state_path('*') + '.index'):
-            old_epoch = old[:-len('.index')].rsplit('-', 1)[-1]
-            if old_epoch.isdigit() and int(old_epoch) <= epoch - 2:
-                for path in glob.glob(old[:-len('.index')] + '.*'):
-                    os.remove(path)
+    def save(self):
+        """Commit the current state as checkpoints/ckpt-{epoch}[-step{step}], every process's input position
+        beside it (see the module docstring); every process calls it.
 
-    def save_epoch(self, epoch):
-        """Every process: its input position; then the chief: checkpoints/ckpt-{epoch}."""
-        self.save_input_state(epoch)
+        Returns:
+          The checkpoint's prefix.
+        """
+        name = f'ckpt-{int(self.epoch.numpy())}'
+        if int(self.step.numpy()):
+            name += f'-step{int(self.step.numpy())}'
+        prefix = os.path.join(self.folder, name)
+        if name in committed(self.folder) and os.path.exists(self.input_state_path(name) + '.index'):
+            return prefix  # nothing happened since that save
+        os.makedirs(self.folder, exist_ok=True)
+        self.inputs.write(self.input_state_path(name))
+        self.dist.barrier('inputs_written')
         if self.dist.is_chief:
-            self.manager.save(checkpoint_number=epoch)
+            commit(self.checkpoint, self.folder, name, keep=2)
+        self.dist.barrier('checkpoint_committed')
+        kept = {os.path.basename(self.input_state_path(n)) for n in committed(self.folder) + [name]}
+        for path in glob.glob(glob.escape(self.input_state_path('ckpt-')) + '*'):
+            if checkpoint_stem(os.path.basename(path)) not in kept:
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        return prefix
 
-    def save_best(self):
-        """Write model_best_loss.ckpt (atomically); returns its prefix."""
-        return write_checkpoint_atomically(self.checkpoint, os.path.join(self.logdir, BEST_CHECKPOINT))
+    def save_best(self, epoch):
+        """Commit the whole state as the run's best checkpoint, best/ckpt-{epoch}; returns its prefix."""
+        return write_best(self.checkpoint, self.logdir, f'ckpt-{epoch}')
 
-    def save_if_best(self, test_loss):
-        """A new best validation loss: remember it and write model_best_loss.ckpt; returns whether it was."""
+    def save_if_best(self, test_loss, epoch):
+        """A new best validation loss at `epoch`: remember it and write the best checkpoint; returns whether it
+        was."""
         if test_loss < self.test_loss_best.numpy():
             self.test_loss_best.assign(test_loss)
-            self.save_best()
+            self.save_best(epoch)
             return True
         return False
+

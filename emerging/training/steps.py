@@ -15,15 +15,20 @@
 * test_step(x, y) -> the same four statistics, without updating anything.
 * sample(y int32 [N], temperature float32 [N]) -> uint8 images [N, H, W, C].
 
-Gradient checkpointing, when configured, is a property of the model.
+Every random draw of the train and test steps (dequantisation noise, a
+Residual Flow's log-det estimator) comes from the run's `tf.random.Generator`,
+whose position each process saves with its input position: a resumed run
+draws exactly what the uninterrupted run would have.  Gradient checkpointing,
+when configured, is a property of the model.
 """
 import tensorflow as tf
 
 STATS = ('loss', 'bits_x', 'bits_y', 'pred_loss')
 
 
-def build_steps(model, optimizer, dist, config, loss_scale=None):
-    """Returns (train_step, test_step, sample) as tf.functions with fixed input signatures."""
+def build_steps(model, optimizer, dist, config, loss_scale=None, rng=None):
+    """Returns (train_step, test_step, sample) as tf.functions with fixed input signatures; the train and test
+    steps draw their noise from the `tf.random.Generator` `rng` when given."""
     variables = model.trainable_variables
     adam2 = config.optimizer == 'adam2'
     images = tf.TensorSpec([None, *model.config.image_shape], tf.uint8)
@@ -34,7 +39,7 @@ def build_steps(model, optimizer, dist, config, loss_scale=None):
 
     def batch_gradients(x, y, scale):
         with tf.GradientTape() as tape:
-            losses = model.losses_per_example(x, y, training=True)
+            losses = model.losses_per_example(x, y, training=True, rng=rng)
             loss = tf.reduce_mean(losses['loss'])
             if scale is not None:
                 loss = loss * scale
@@ -80,7 +85,7 @@ def build_steps(model, optimizer, dist, config, loss_scale=None):
 
     @tf.function(input_signature=[images, labels])
     def test_step(x, y):
-        return dist.allreduce_mean([statistics(model.losses_per_example(x, y))], name='test_stats')[0]
+        return dist.allreduce_mean([statistics(model.losses_per_example(x, y, rng=rng))], name='test_stats')[0]
 
     @tf.function(input_signature=[labels, tf.TensorSpec([None], tf.float32)])
     def sample(y, temperature):

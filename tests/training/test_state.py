@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emerging.runs.folder import BEST_CHECKPOINT
+from emerging.errors import InputError
+from emerging.runs.folder import best_checkpoint
 from emerging.training.optim import Optimizer
 from emerging.training.state import CheckpointState
 from tests.helpers import StubDistributed
@@ -37,7 +38,7 @@ def train(state, train_iter, epochs):
             next(train_iter)
         state.count(64, 32)
         state.epoch.assign(epoch)
-        state.save_epoch(epoch)
+        state.save()
 
 
 def test_epoch_checkpoints_pair_with_input_positions_and_keep_two(tmp_path):
@@ -64,7 +65,7 @@ def test_resume_restores_weights_counters_and_the_data_position(tmp_path):
     train(state, it, [1, 2])
     expected = [next(it).numpy() for _ in range(3)]
     fresh, fresh_iter = make_state(tmp_path, seed=1)
-    assert fresh.resume() == 2
+    assert fresh.resume() == 'ckpt-2'
     assert fresh.counters() == {'n_processed': 128, 'n_images': 64} and int(fresh.epoch.numpy()) == 2
     for mine, theirs in zip([*fresh.model.variables, *fresh.optimizer.variables],
                             [*state.model.variables, *state.optimizer.variables]):
@@ -79,41 +80,47 @@ def test_resume_without_an_input_position_says_so(tmp_path, capsys):
         if name.startswith('input-'):
             os.remove(tmp_path / 'checkpoints' / name)
     fresh, fresh_iter = make_state(tmp_path, seed=1)
-    assert fresh.resume() == 1
-    assert 'no saved input position for epoch 1' in capsys.readouterr().out
+    assert fresh.resume() == 'ckpt-1'
+    assert 'no saved input position beside ckpt-1' in capsys.readouterr().out
     assert next(fresh_iter).numpy() == 0
 
 
-def test_best_checkpoint_only_on_improvement_and_written_atomically(tmp_path, monkeypatch):
+def test_best_checkpoint_only_on_improvement_and_committed_at_one_point(tmp_path, monkeypatch):
     state, _ = make_state(tmp_path)
-    best = str(tmp_path / BEST_CHECKPOINT)
-    assert state.save_if_best(5.) and not state.save_if_best(5.5)
-    assert sorted(os.listdir(tmp_path)) == [BEST_CHECKPOINT + '.data-00000-of-00001', BEST_CHECKPOINT + '.index']
-    saved = tf.train.load_checkpoint(best).get_tensor('test_loss_best/.ATTRIBUTES/VARIABLE_VALUE')
-    assert saved == 5.
-    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    assert state.save_if_best(5., epoch=1) and not state.save_if_best(5.5, epoch=2)
+    assert sorted(os.listdir(tmp_path / 'best')) == ['checkpoint', 'ckpt-1.data-00000-of-00001', 'ckpt-1.index',
+                                                     'ckpt-1.manifest.json']
+    best = best_checkpoint(str(tmp_path))
+    assert best.endswith('ckpt-1')
+    assert tf.train.load_checkpoint(best).get_tensor('test_loss_best/.ATTRIBUTES/VARIABLE_VALUE') == 5.
     write = state.checkpoint.write
 
-    def crash(prefix):
+    def killed(prefix):
         write(prefix)
-        raise KeyboardInterrupt('killed while writing')
+        raise KeyboardInterrupt('killed after writing, before the commit')
 
-    monkeypatch.setattr(state.checkpoint, 'write', crash)
+    monkeypatch.setattr(state.checkpoint, 'write', killed)
     with pytest.raises(KeyboardInterrupt):
-        state.save_if_best(4.)
-    assert {name: (tmp_path / name).read_bytes() for name in before} == before  # the old best is untouched
+        state.save_if_best(4., epoch=3)
+    assert best_checkpoint(str(tmp_path)) == best  # the old best is still the best, and complete
+    assert tf.train.load_checkpoint(best).get_tensor('test_loss_best/.ATTRIBUTES/VARIABLE_VALUE') == 5.
     monkeypatch.undo()
-    assert state.save_if_best(3.)
-    assert tf.train.load_checkpoint(best).get_tensor('test_loss_best/.ATTRIBUTES/VARIABLE_VALUE') == 3.
+    assert state.save_if_best(3., epoch=4)
+    best = best_checkpoint(str(tmp_path))
+    assert best.endswith('ckpt-4') and tf.train.load_checkpoint(best).get_tensor(
+        'test_loss_best/.ATTRIBUTES/VARIABLE_VALUE') == 3.
+    # the cut-off write of epoch 3 and the superseded epoch 1 are gone
+    assert sorted(os.listdir(tmp_path / 'best')) == ['checkpoint', 'ckpt-4.data-00000-of-00001', 'ckpt-4.index',
+                                                     'ckpt-4.manifest.json']
 
 
 def test_restore_reads_weights_and_names_an_unreadable_path(tmp_path):
     state, _ = make_state(tmp_path)
-    prefix = state.save_best()
+    prefix = state.save_best(1)
     other, _ = make_state(tmp_path, seed=1)
     other.restore(prefix)
     np.testing.assert_array_equal(other.model.w.numpy(), state.model.w.numpy())
-    with pytest.raises(ValueError, match=r"cannot read checkpoint '.*nothing\.ckpt': NotFoundError"):
+    with pytest.raises(InputError, match=r"no checkpoint at '.*nothing\.ckpt'"):
         other.restore(str(tmp_path / 'nothing.ckpt'))
 
 

@@ -1,0 +1,23 @@
+"""TrainConfig refuses optimisation and schedule values out of range, naming the field."""
+import math
+
+import pytest
+
+from emerging.training.config import TrainConfig
+
+TINY = dict(n_train=64, n_test=50, n_batch_train=16, image_size=8, anchor_size=8, test_batch=10)
+
+
+@pytest.mark.parametrize('field, value', [
+    ('lr', 0.), ('lr', -1.), ('lr', math.nan), ('lr', math.inf), ('beta1', 1.), ('beta1', 2.), ('beta1', -0.1),
+    ('polyak_epochs', 0.), ('polyak_epochs', -1.), ('weight_decay', 0.), ('weight_decay', 1.5),
+    ('epochs_warmup', -1.), ('max_grad_norm', -1.), ('l2_decay', math.nan), ('save_every_minutes', -1.)])
+def test_out_of_range_values_are_named(field, value):
+    with pytest.raises(ValueError, match=f'^{field} must be'):
+        TrainConfig(**TINY, **{field: value})
+
+
+@pytest.mark.parametrize('field, value', [('beta1', 0.), ('weight_decay', 1.), ('epochs_warmup', 0.),
+                                          ('save_every_minutes', 0.5), ('lr', 1e-5)])
+def test_the_bounds_that_mean_something_are_allowed(field, value):
+    assert getattr(TrainConfig(**TINY, **{field: value}), field) == value
