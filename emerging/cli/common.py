@@ -6,6 +6,7 @@ import numpy as np
 
 from emerging.choices import WEIGHTS
 from emerging.cli import train, train_resflow
+from emerging.cli.paths import check_output_file
 from emerging.errors import InputError
 from emerging.runs.folder import pretrained_run
 from emerging.runs.load import load_run
@@ -124,11 +125,9 @@ def read_image(path, image_shape):
 
 
 def check_output(path, extensions):
-    """--out must end with one of `extensions` and its folder must exist (created when missing)."""
-    if not path.lower().endswith(extensions):
-        raise InputError(f'--out {path!r} must end with {" or ".join(extensions)}')
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    """--out must be a writable file name ending with one of `extensions`; its folder is created."""
+    check_output_file(path, '--out', extensions)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return path
 
 

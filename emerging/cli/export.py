@@ -1,5 +1,6 @@
 """`emerging export`: a SavedModel of a run (signatures: see emerging/runs/export.py)."""
 from emerging.cli import common
+from emerging.cli.paths import check_output_folder
 
 
 def add_parser(subparsers):
@@ -12,6 +13,7 @@ def add_parser(subparsers):
 
 def run(args):
     from emerging.runs.export import export_savedmodel
+    check_output_folder(args.export_dir, '--export_dir')
     loaded = common.load(args)
     export_savedmodel(loaded.model, args.export_dir)
     print(f'SavedModel of {loaded.checkpoint} ({loaded.weights} weights) written to {args.export_dir}')

@@ -107,7 +107,8 @@ def directions(loaded, data, source, names, args):
     in one pass over the training images (and saved when the folder can be written to)."""
     folder = os.path.join(common.run_folder(args), FOLDER)
     records = {name: dict(source.identity(name), **identity(loaded, data, args), attribute=name) for name in names}
-    dz = {name: saved for name in names if (saved := _read(folder, name, records[name])) is not None}
+    shape = tuple(loaded.model.config.image_shape)
+    dz = {name: saved for name in names if (saved := _read(folder, name, records[name], shape)) is not None}
     for name in dz:
         print(f'dz of {name!r}: reused {_path(folder, name)}.npy')
     missing = [name for name in names if name not in dz]
@@ -177,17 +178,21 @@ def _path(folder, name):
     return os.path.join(folder, f'dz_{safe}')
 
 
-def _read(folder, name, record):
+def _read(folder, name, record, shape):
+    """The saved dz of `name` when its record matches `record` and it is a finite float array of `shape`;
+    otherwise None (it is computed again)."""
     path = _path(folder, name)
     try:
         with open(path + '.json') as f:
             saved = json.load(f)
-        dz = np.load(path + '.npy')
-    except (OSError, ValueError):
+        dz = np.load(path + '.npy', allow_pickle=False)
+    except (OSError, ValueError, EOFError):
         return None
-    if _compared(saved) != _compared(record):
+    if not isinstance(saved, dict) or _compared(saved) != _compared(record):
         return None
-    return dz
+    if dz.shape != shape or dz.dtype.kind != 'f' or not np.all(np.isfinite(dz)):
+        return None
+    return dz.astype(np.float32)
 
 
 def _compared(record):

@@ -18,6 +18,7 @@ import os
 import sys
 
 from emerging.choices import BNAF_RESIDUALS, VECTOR_FLOWS
+from emerging.cli.paths import check_output_folder
 from emerging.data import tabular
 
 PROG = 'tabular_density.py'
@@ -66,6 +67,7 @@ def check(args):
         raise ValueError(f'--polyak must be in [0, 1), got {args.polyak}')
     if not os.path.isdir(args.data_dir):
         raise FileNotFoundError(f'--data_dir {args.data_dir}: no such directory')
+    check_output_folder(args.output_dir, '--output_dir')
 
 
 def main(argv=None):

@@ -18,6 +18,7 @@ import sys
 import time
 
 from emerging.choices import VECTOR_FLOWS
+from emerging.cli.paths import check_output_folder
 from emerging.data import toy2d
 
 PROG = 'toy_density.py'
@@ -60,6 +61,7 @@ def check(args):
     if args.restore_file and not os.path.exists(args.restore_file + '.index'):
         raise FileNotFoundError(f'--restore_file {args.restore_file}: no checkpoint there (expected '
                                 f'{args.restore_file}.index)')
+    check_output_folder(args.output_dir, '--output_dir')
 
 
 def main(argv=None):
@@ -75,6 +77,7 @@ def main(argv=None):
     import tensorflow as tf
     import tf_keras
 
+    from emerging.runs.checkpoints import check_matches
     from emerging.vector import Plateau, build_flow, clipped_train_step
 
     energy_mode = args.dataset in toy2d.ENERGIES
@@ -82,6 +85,12 @@ def main(argv=None):
     optimizer = tf_keras.optimizers.Adam(args.lr, amsgrad=True)
     checkpoint = tf.train.Checkpoint(variables=flow.variables, optimizer=optimizer)
     if args.restore_file:
+        try:
+            check_matches(args.restore_file, tf.train.Checkpoint(variables=flow.variables), ['variables'],
+                          f'--flow {args.flow} with these flags')
+        except ValueError as error:
+            print(f'{PROG}: error: --restore_file: {error}', file=sys.stderr)
+            return 2
         checkpoint.restore(args.restore_file).expect_partial()
     os.makedirs(args.output_dir, exist_ok=True)
     rng = np.random.default_rng(args.seed)

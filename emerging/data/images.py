@@ -18,6 +18,7 @@ import tensorflow as tf
 from emerging.data.augment import augment, random_horizontal_flips
 from emerging.data.problems import DIGITS_N_TEST, N_Y, TFRECORD_PROBLEMS, DataConfig
 from emerging.data.tfrecords import check_first_record, find_shards, parse_record, read_shards
+from emerging.errors import InputError
 
 
 @dataclasses.dataclass
@@ -99,12 +100,38 @@ def _load_space(data_dir):
                                 f'(x_train, x_val, x_test) uint8 arrays of 64x64x3 images)')
     with open(path, 'rb') as f:
         try:
-            x_train, x_val, x_test = pickle.load(f)
-        except Exception as error:
-            raise ValueError(f'{path} is not a pickle of (x_train, x_val, x_test): {error}') from None
+            arrays = _ArraysOnly(f).load()
+            x_train, x_val, x_test = (np.asarray(a) for a in arrays)
+        except Exception as error:  # a damaged or foreign pickle raises many kinds
+            raise InputError(f'{path} is not a pickle of (x_train, x_val, x_test) arrays: '
+                             f'{type(error).__name__}: {error}') from None
+    for name, x in (('x_train', x_train), ('x_val', x_val), ('x_test', x_test)):
+        if x.dtype != np.uint8 and not (np.issubdtype(x.dtype, np.integer) and x.size and x.min() >= 0
+                                        and x.max() <= 255):
+            low, high = (float(x.min()), float(x.max())) if x.size and x.dtype.kind in 'iuf' else (None, None)
+            raise InputError(f'{path}: {name} holds {x.dtype} values (range {low}..{high}), not uint8 images '
+                             f'0..255 (float images in [0, 1] must be scaled and cast first)')
+        if x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] != x.shape[2]:
+            raise InputError(f'{path}: {name} has shape {x.shape}, not square RGB images [N, H, W, 3]')
     x_test = np.concatenate([x_val, x_test])
-    return ((np.asarray(x_train, np.uint8), np.zeros(len(x_train), np.int32)),
-            (np.asarray(x_test, np.uint8), np.zeros(len(x_test), np.int32)))
+    return ((x_train.astype(np.uint8), np.zeros(len(x_train), np.int32)),
+            (x_test.astype(np.uint8), np.zeros(len(x_test), np.int32)))
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that builds NumPy arrays and plain containers only: a pickle naming anything else (code
+    that would run while loading) is refused."""
+
+    ALLOWED = {('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
+               ('numpy', 'ndarray'), ('numpy', 'dtype'), ('numpy.core.multiarray', 'scalar'),
+               ('numpy._core.multiarray', 'scalar'), ('numpy.core.numeric', '_frombuffer'),
+               ('numpy._core.numeric', '_frombuffer'), ('_codecs', 'encode'), ('builtins', 'tuple'),
+               ('builtins', 'list')}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f'{module}.{name} is not an array part; refused')
+        return super().find_class(module, name)
 
 
 def _in_memory(config):

@@ -116,11 +116,27 @@ def read_shards(files, image_size, channels, batch, rank, size, train, random_cr
                        num_parallel_calls=n_parallel_calls)
 
 
+BAD_RECORD = 'bad Glow-format record'
+
+
 def parse_record(record, image_size, channels, crop=None):
     """One serialised example -> (uint8 [S, S, C] image, int32 label); `crop` ('random' or
-    'centre') cuts S x S out of a larger stored image."""
+    'centre') cuts S x S out of a larger stored image.  A record whose `shape` is not
+    [S, S, C] (with a crop: at least S x S, C channels) or whose `data` is not
+    H * W * C bytes fails with an InvalidArgumentError whose message starts with
+    `BAD_RECORD`."""
     example = tf.io.parse_single_example(record, FEATURES)
-    image = tf.reshape(tf.io.decode_raw(example['data'], tf.uint8), example['shape'])
+    shape, data = example['shape'], example['data']
+    if crop is None:
+        shape_ok = tf.reduce_all(tf.equal(shape, tf.constant([image_size, image_size, channels], tf.int64)))
+    else:
+        shape_ok = tf.reduce_all(tf.greater_equal(shape[:2], image_size)) & tf.equal(shape[2], channels)
+    length = tf.cast(tf.strings.length(data), tf.int64)
+    checked = tf.debugging.Assert(shape_ok & tf.equal(length, tf.reduce_prod(shape)),
+                                  [BAD_RECORD + ': shape', shape, 'bytes', length, f'expected {image_size}x'
+                                   f'{image_size}x{channels}'])
+    with tf.control_dependencies([checked]):
+        image = tf.reshape(tf.io.decode_raw(data, tf.uint8), shape)
     if crop == 'random':
         image = tf.image.random_crop(image, [image_size, image_size, channels])
     elif crop == 'centre':
@@ -130,15 +146,24 @@ def parse_record(record, image_size, channels, crop=None):
     return image, tf.cast(example['label'][0], tf.int32)
 
 
-def find_corrupt_shards(data_dir, resolution):
-    """Shard files (both splits) whose records fail their checksum: used to name
-    the file after a DataLossError, so it reads every record of every shard."""
-    corrupt = []
+def find_bad_shards(data_dir, resolution, image_size, channels, allow_larger=False):
+    """Shard files (both splits) with a record that fails its checksum or is not an image of the flags' shape:
+    used to name the file after an input error in the middle of a run, so it reads every record of every shard.
+
+    Returns:
+      [(path, what is wrong)], in file order.
+    """
+    bad = []
+    crop = 'centre' if allow_larger else None
     for split in SPLITS:
         for path in sorted(glob.glob(shard_pattern(data_dir, split, resolution))):
+            index = -1  # records counted from 0
             try:
-                for _ in tf.data.TFRecordDataset(path):
-                    pass
+                for index, record in enumerate(tf.data.TFRecordDataset(path)):
+                    parse_record(record, image_size, channels, crop)
             except tf.errors.DataLossError:
-                corrupt.append(path)
-    return corrupt
+                bad.append((path, f'record {index + 1} fails its checksum (a corrupt file)'))
+            except tf.errors.InvalidArgumentError as error:
+                bad.append((path, f'record {index} is not a {image_size}x{image_size}x{channels} image '
+                                  f'({error.message.splitlines()[0][:200]})'))
+    return bad

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from emerging.data.tfrecords import write_shards
+from emerging.runs.folder import best_checkpoint
 from tests.helpers import DIGITS, ROOT, TINY, env, read_log, train
 
 pytestmark = pytest.mark.slow  # end-to-end: subprocesses and real training runs
@@ -53,7 +54,7 @@ def test_outputs_exist(digits_run):
         path = os.path.join(logdir, f'epoch_2_sample_{k}.png')
         image = tf.io.decode_png(tf.io.read_file(path)).numpy()
         assert image.shape == (80, 80, 3)  # 10 x 10 grid of 8 x 8 samples
-    assert os.path.exists(os.path.join(logdir, 'model_best_loss.ckpt.index'))
+    assert best_checkpoint(logdir).endswith(os.path.join('best', 'ckpt-2'))
     assert tf.train.latest_checkpoint(os.path.join(logdir, 'checkpoints')).endswith('ckpt-3')
     assert os.listdir(os.path.join(logdir, 'tensorboard'))
 
@@ -150,7 +151,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 def test_unreadable_restore_path(tmp_path):
     result = train([*DIGITS, *TINY, '--restore_path', str(tmp_path / 'nothing.ckpt'), '--logdir', str(tmp_path)],
                    check=False)
-    assert result.returncode == 2 and 'cannot read checkpoint' in result.stderr
+    assert result.returncode == 2 and "no checkpoint at '" + str(tmp_path / 'nothing.ckpt') in result.stderr
     assert not os.path.exists(tmp_path / 'train.txt')
 
 
@@ -174,7 +175,7 @@ def test_export_script_for_an_existing_run(digits_run, tmp_path):
     from emerging.models.glow import Glow
     model = Glow(GlowConfig(image_shape=(8, 8, 3), n_levels=2, depth=2, width=16, flow_permutation=3,
                              flow_coupling=1, learnprior=True, n_y=10))
-    tf.train.Checkpoint(model=model).read(os.path.join(logdir, 'model_best_loss.ckpt')).expect_partial()
+    tf.train.Checkpoint(model=model).read(best_checkpoint(logdir)).expect_partial()
     np.testing.assert_allclose(bits, model.losses_per_example(x, noise=False)['bits_x'].numpy(), rtol=1e-5)
 
 
