@@ -7,7 +7,7 @@ standard-normal eps of
 
 so that log N(z; mean, exp(logsd)) = log N(eps; 0, 1) - sum logsd: the model
 is a bijection onto independent standard normals (as `tfb.Glow`), and
-sampling with temperature t draws eps ~ N(0, t^2), i.e. z = mean + exp(logsd) t eps.
+sampling with temperature t draws eps ~ N(0, t^2) and maps it to z = mean + exp(logsd) eps.
 `standardize` / `unstandardize` are that map and its inverse; the split
 priors (split.py) and the top prior use them.
 
