@@ -26,7 +26,19 @@ LOGSCALE_FACTOR = 3.
 
 
 class ActNormBijector(FlowBijector):
-    """Per-channel shift and scale.  inverse (data -> latent): (y + bias) * exp(f * logs)."""
+    """Per-channel shift and scale.  inverse (data -> latent): (y + bias) * exp(f * logs).
+
+    forward (latent -> data): x * exp(-f * logs) - bias.  The log-det does not depend on the input: H * W *
+    sum(f * logs) for the inverse (sum(f * logs) with `per_element`), its negative for the forward.
+
+    Args:
+      bias: b, [1, 1, 1, C] (or [1, H, W, C] with `per_element`), usually the layer's variable.
+      logs: logs, of the shape of `bias`: the log-scale divided by `logscale_factor`.
+      logscale_factor: f > 0, the factor of `logs` in the scale.
+      per_element: `bias` and `logs` hold one value per position and channel, so the log-det is not
+        multiplied by H * W.
+      name: the bijector's name.
+    """
 
     def __init__(self, bias, logs, logscale_factor=LOGSCALE_FACTOR, per_element=False, name='actnorm'):
         parameters = dict(locals())
@@ -61,7 +73,15 @@ class ActNormBijector(FlowBijector):
 
 class ActNorm(FlowLayer):
     """Keras layer owning `actnorm_center/b` and `actnorm_scale/logs` ([1, 1, 1, C], or [1, H, W, C]
-    with `per_element`)."""
+    with `per_element`), both zero (the identity) until `initialize(x)`; see the module docstring.
+
+    Args:
+      logscale_factor: f > 0, the factor of the stored log-scale (3 as in Glow; the Residual Flow model uses 1).
+      per_element: one shift and scale per position and channel, initialised from statistics over the batch only.
+      min_std: when given (> 0), the initial scale is 1 / max(std, min_std) instead of 1 / (std + 1e-6).
+      name: the layer's name (the scope of its weights).
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
 
     def __init__(self, logscale_factor=LOGSCALE_FACTOR, per_element=False, min_std=None, name='actnorm', **kwargs):
         super().__init__(name=name, **kwargs)

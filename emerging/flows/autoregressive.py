@@ -68,7 +68,17 @@ def network_masks(channels, depth=HIDDEN_DEPTH):
 
 
 class AutoregressiveBijector(JointFlowBijector):
-    """inverse (data -> latent): z = x * scale(x) + mu(x); forward: sequential exact solve."""
+    """inverse (data -> latent): z = x * scale(x) + mu(x); forward: sequential exact solve.
+
+    The masked network and the solve are in the module docstring; log-dets are per example [N].
+
+    Args:
+      kernels: the three kernels [3, 3, C, depth], [1, 1, depth, depth], [3, 3, depth, 2C] (their masks are
+        applied here).
+      biases: the three biases [depth], [depth], [2C].
+      upper: the "upper" variant (maf2): H, W and C flipped before and after, reversing the order.
+      name: the bijector's name.
+    """
 
     def __init__(self, kernels, biases, upper=False, name='maf'):
         parameters = dict(locals())
@@ -122,7 +132,18 @@ class AutoregressiveBijector(JointFlowBijector):
 
 
 class Autoregressive(FlowLayer):
-    """Keras layer owning `maf1` (lower) or `maf2` (upper): `{0, 1, 2}/{W, b}`."""
+    """Keras layer owning `maf1` (lower) or `maf2` (upper): `{0, 1, 2}/{W, b}`.
+
+    The first two kernels start N(0, 0.05), the last one and every bias zero, so at first mu = 0 and
+    scale = sigmoid(2) everywhere.
+
+    Args:
+      upper: the "upper" variant (maf2, the reversed order) instead of the lower one (maf1).
+      depth: the network's hidden channels; each of C and 2C must divide depth or be a multiple of it.
+      rng: the numpy Generator of the initial weights (a fresh one when None).
+      name: the layer's name, by default 'maf2' with `upper`, else 'maf1'.
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
 
     def __init__(self, upper=False, depth=HIDDEN_DEPTH, rng=None, name=None, **kwargs):
         super().__init__(name=name or ('maf2' if upper else 'maf1'), **kwargs)

@@ -57,6 +57,16 @@ class _Conv1x1Bijector(FlowBijector):
 
 
 class PlainConv1x1Bijector(_Conv1x1Bijector):
+    """The 1x1 convolution with an unconstrained matrix: inverse (data -> latent) z = x W per pixel.
+
+    log|det W| (by QR) and W^-1 are computed in float64; the log-det is H * W * log|det W| for the inverse,
+    its negative for the forward (no dependence on the input).
+
+    Args:
+      weight: W [C, C], invertible.
+      name: the bijector's name.
+    """
+
     def __init__(self, weight, name='invconv'):
         parameters = dict(locals())
         self._weight = weight
@@ -67,6 +77,20 @@ class PlainConv1x1Bijector(_Conv1x1Bijector):
 
 
 class PLUConv1x1Bijector(_Conv1x1Bijector):
+    """The 1x1 convolution with W = P L (U + diag(sign_s * exp(log_s))), composed in float64.
+
+    log|det W| = sum(log_s); W^-1 = (U + diag)^-1 L^-1 P^T by triangular solves.  Only the strictly lower
+    part of `lower` and the strictly upper part of `upper` are read.
+
+    Args:
+      p: P [C, C], a permutation matrix (fixed).
+      lower: L [C, C]; the unit diagonal is implied.
+      upper: U [C, C]; the diagonal comes from `sign_s` and `log_s`.
+      sign_s: the signs (+1 or -1) of the diagonal [C] (fixed).
+      log_s: the log-magnitudes of the diagonal [C].
+      name: the bijector's name.
+    """
+
     def __init__(self, p, lower, upper, sign_s, log_s, name='invconv'):
         parameters = dict(locals())
         self._p, self._lower, self._upper = p, lower, upper
@@ -97,6 +121,18 @@ class PLUConv1x1Bijector(_Conv1x1Bijector):
 
 
 class QRConv1x1Bijector(_Conv1x1Bijector):
+    """The 1x1 convolution with W = Q R, Q a product of Householder reflections, composed in float64.
+
+    Q = H_0 H_1 ... H_{C-1} with H_i = I - 2 v_i v_i^T / (v_i^T v_i), R = strictly-upper U + diag(S);
+    log|det W| = sum(log|S|), W^-1 = R^-1 Q^T.
+
+    Args:
+      householder_vectors: the C vectors v_i, each [C] and non-zero.
+      s: S, the diagonal of R [C], non-zero.
+      upper: U [C, C]; only its strictly upper part is read.
+      name: the bijector's name.
+    """
+
     def __init__(self, householder_vectors, s, upper, name='invconv'):
         parameters = dict(locals())
         self._vectors = list(householder_vectors)
@@ -129,7 +165,17 @@ class QRConv1x1Bijector(_Conv1x1Bijector):
 
 
 class InvertibleConv1x1(FlowLayer):
-    """Keras layer for the 1x1 convolution; `decomposition` in '', 'PLU', 'LU', 'QR'."""
+    """Keras layer for the 1x1 convolution; `decomposition` in '', 'PLU', 'LU', 'QR'.
+
+    Every parametrisation starts at a random orthogonal W (QR: at Q of random Householder vectors and R = I);
+    the variables are named as in the module docstring.
+
+    Args:
+      decomposition: '' (plain W), 'PLU' or its alias 'LU', or 'QR' (`emerging.choices.DECOMPOSITIONS`).
+      rng: the numpy Generator of the initial weights (a fresh one when None).
+      name: the layer's name (the scope of its weights).
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
 
     count_kind = '1x1'
 

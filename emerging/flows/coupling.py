@@ -10,7 +10,8 @@ Data -> latent on [N, H, W, C]; z1 = x[..., :C/2], z2 = x[..., C/2:]:
 
 f (`f1` in the original): 3x3 edge-bias conv -> width + actnorm -> ReLU ->
 1x1 conv -> width + actnorm -> ReLU -> zero-initialised 3x3 conv (`l_1`,
-`l_2`, `l_last`), so every coupling starts as the identity.
+`l_2`, `l_last`), so h = 0 at the start: an additive coupling starts as the
+identity, an affine one as z2' = sigmoid(2) z2 (about 0.88 z2).
 
 Mixed precision (`compute_dtype` bfloat16 or float16): f alone computes in
 that dtype (its input, and its weights after the actnorm / zeros scaling,
@@ -37,6 +38,18 @@ class CouplingNetwork(tf_keras.layers.Layer):
     """`f1`; with `output_order` its output channels come reordered (see Conv2dZeros).
 
     [N, H, W, C/2] float32 -> [N, H, W, n_out] float32, computed in `compute_dtype`.
+
+    `l_1` (3x3 conv to `width` channels, actnorm, ReLU), `l_2` (1x1 conv, actnorm, ReLU), `l_last` (zero-initialised
+    3x3 conv to `n_out` channels), so its output starts at zero.
+
+    Args:
+      width: the hidden channels of `l_1` and `l_2`.
+      n_out: the output channels (C/2 for an additive coupling, C for an affine one).
+      rng: the numpy Generator of the initial weights of `l_1` and `l_2` (a fresh one when None).
+      output_order: a permutation of range(n_out) reordering the output channels (see `Conv2dZeros`), or None.
+      compute_dtype: 'float32', 'bfloat16' or 'float16' (a floating dtype), the dtype the network computes in.
+      name: the layer's name (the scope of its weights).
+      **kwargs: passed on to `tf_keras.layers.Layer`.
     """
 
     def __init__(self, width, n_out, rng=None, output_order=None, compute_dtype='float32', name='f1', **kwargs):
@@ -66,7 +79,17 @@ class CouplingNetwork(tf_keras.layers.Layer):
 
 
 class CouplingBijector(JointFlowBijector):
-    """inverse (data -> latent): z2 <- z2 + f(z1) or (z2 + shift) * scale; forward undoes it."""
+    """inverse (data -> latent): z2 <- z2 + f(z1) or (z2 + shift) * scale; forward undoes it.
+
+    z1, z2 are the first and second halves of the channels (see the module docstring).  The log-det is a
+    scalar 0 for the additive coupling, per example [N] for the affine one.
+
+    Args:
+      network: f, a callable [N, H, W, C/2] -> [N, H, W, C/2] (additive) or [N, H, W, C] (affine: all shifts,
+        then all scale logits, i.e. the original's h[..., 0::2] then h[..., 1::2]).
+      affine: the affine coupling (flow_coupling 1) instead of the additive one.
+      name: the bijector's name.
+    """
 
     def __init__(self, network, affine, name='coupling'):
         parameters = dict(locals())
@@ -98,7 +121,20 @@ class CouplingBijector(JointFlowBijector):
 
 
 class Coupling(FlowLayer):
-    """Keras layer owning the coupling network `f1` (`l_1`, `l_2`, `l_last`)."""
+    """Keras layer owning the coupling network `f1` (`l_1`, `l_2`, `l_last`).
+
+    Built on [N, H, W, C] with C even; `initialize(x)` initialises the network's actnorms from the first half
+    of x's channels.
+
+    Args:
+      width: the hidden channels of the coupling network.
+      flow_coupling: 0 (additive) or 1 (affine) (`emerging.choices.COUPLINGS`).
+      rng: the numpy Generator of the network's initial weights (a fresh one when None).
+      compute_dtype: the dtype the network computes in: 'float32', 'bfloat16' or 'float16' (see the module
+        docstring).
+      name: the layer's name (the scope of its weights).
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
 
     def __init__(self, width, flow_coupling=0, rng=None, compute_dtype='float32', name='coupling', **kwargs):
         if flow_coupling not in COUPLINGS:

@@ -117,7 +117,17 @@ def solve_diagonals(y, bounds, side, vertical, corner, later_first):
 
 
 class EmergingConvBijector(FlowBijector):
-    """inverse (data -> latent): two masked convolutions and a bias; forward: exact solve."""
+    """inverse (data -> latent): two masked convolutions and a bias; forward: exact solve.
+
+    The maths, the masks and the anti-diagonal solve are in the module docstring; the log-det does not
+    depend on the input (a scalar).
+
+    Args:
+      w1: W1 [3, 3, C, C] (the mask M1 is applied here); its centre tap's diagonal must be non-zero.
+      w2: W2 [3, 3, C, C] (masked by M2); its centre tap's diagonal must be non-zero.
+      bias: b [C].
+      name: the bijector's name.
+    """
 
     def __init__(self, w1, w2, bias, name='emerging'):
         parameters = dict(locals())
@@ -182,7 +192,15 @@ class EmergingConvBijector(FlowBijector):
 
 
 class EmergingConv(FlowLayer):
-    """Keras layer owning `emerging/W1`, `emerging/W2` ([3, 3, C, C]) and `emerging/b` ([C])."""
+    """Keras layer owning `emerging/W1`, `emerging/W2` ([3, 3, C, C]) and `emerging/b` ([C]).
+
+    W1 and W2 start as the identity at the centre tap plus N(0, 0.02) noise, b at zero.
+
+    Args:
+      rng: the numpy Generator of the initial weights (a fresh one when None).
+      name: the layer's name (the scope of its weights).
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
 
     count_kind = 'emerging'
 

@@ -17,7 +17,14 @@ from emerging.flows.base import FlowBijector, FlowLayer, check_nhwc, sum_event
 
 
 class LogitBijector(FlowBijector):
-    """forward = latent -> data (sigmoid), inverse = data -> latent (logit)."""
+    """forward = latent -> data (sigmoid), inverse = data -> latent (logit).
+
+    The maps and their log-dets (per example [N]) are in the module docstring.
+
+    Args:
+      alpha: in (0, 0.5): the inverse takes the logit of alpha + (1 - 2 alpha) x.
+      name: the bijector's name.
+    """
 
     def __init__(self, alpha=0.05, name='logit'):
         parameters = dict(locals())
@@ -46,7 +53,13 @@ class LogitBijector(FlowBijector):
 
 
 class LogitTransform(FlowLayer):
-    """Keras layer (no weights) for `LogitBijector`."""
+    """Keras layer (no weights) for `LogitBijector`.
+
+    Args:
+      alpha: in (0, 0.5), see `LogitBijector` (the Residual Flow model passes its `logit_alpha`).
+      name: the layer's name.
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
 
     def __init__(self, alpha=0.05, name='logit', **kwargs):
         super().__init__(name=name, **kwargs)

@@ -38,7 +38,16 @@ def _circular_pad(x):
 
 
 class PeriodicConvBijector(FlowBijector):
-    """inverse (data -> latent): circular 3x3 convolution plus bias; forward: Fourier-domain solve."""
+    """inverse (data -> latent): circular 3x3 convolution plus bias; forward: Fourier-domain solve.
+
+    The log-det, sum over frequencies of log|det K(u, v)| (module docstring), does not depend on the input (a
+    float32 scalar); it needs every K(u, v) invertible.
+
+    Args:
+      kernel: W [3, 3, C, C].
+      bias: b [C].
+      name: the bijector's name.
+    """
 
     def __init__(self, kernel, bias, name='fourier'):
         parameters = dict(locals())
@@ -93,7 +102,15 @@ class PeriodicConvBijector(FlowBijector):
 
 
 class PeriodicConv(FlowLayer):
-    """Keras layer owning `fourier/W` ([3, 3, C, C]) and `fourier/b` ([C])."""
+    """Keras layer owning `fourier/W` ([3, 3, C, C]) and `fourier/b` ([C]).
+
+    W starts as a random orthogonal matrix at the centre tap plus N(0, 0.02) noise, b at zero.
+
+    Args:
+      rng: the numpy Generator of the initial weights (a fresh one when None).
+      name: the layer's name (the scope of its weights).
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
 
     count_kind = 'periodic'
 

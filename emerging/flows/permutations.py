@@ -16,7 +16,15 @@ from emerging.flows.base import FlowBijector, FlowLayer, check_nhwc
 
 
 class ChannelPermuteBijector(FlowBijector):
-    """inverse (data -> latent): gather channels by `indices`; forward: by `indices_inverse`."""
+    """inverse (data -> latent): gather channels by `indices`; forward: by `indices_inverse`.
+
+    Volume preserving: both log-dets are a scalar 0.
+
+    Args:
+      indices: int32 [C], a permutation of range(C): z[..., c] = x[..., indices[c]].
+      indices_inverse: int32 [C], its inverse permutation (argsort of `indices`).
+      name: the bijector's name.
+    """
 
     def __init__(self, indices, indices_inverse, name='channel_permute'):
         parameters = dict(locals())
@@ -38,7 +46,11 @@ class ChannelPermuteBijector(FlowBijector):
 
 
 class ReverseBijector(FlowBijector):
-    """Channel reversal; its own inverse."""
+    """Channel reversal; its own inverse.  Volume preserving: both log-dets are a scalar 0.
+
+    Args:
+      name: the bijector's name.
+    """
 
     def __init__(self, name='reverse'):
         parameters = dict(locals())
@@ -58,6 +70,13 @@ class ReverseBijector(FlowBijector):
 
 
 class Reverse(FlowLayer):
+    """Keras layer (no weights) for `ReverseBijector`: z[..., c] = x[..., C - 1 - c] on [N, H, W, C].
+
+    Args:
+      name: the layer's name.
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
+
     def __init__(self, name='reverse', **kwargs):
         super().__init__(name=name, **kwargs)
 
@@ -70,7 +89,16 @@ class Reverse(FlowLayer):
 
 
 class Shuffle(FlowLayer):
-    """Random channel shuffle drawn from `rng` (numpy Generator) at build time."""
+    """Random channel shuffle drawn from `rng` (numpy Generator) at build time.
+
+    The permutation and its inverse are stored as the non-trainable int32 weights `shuffle/indices` and
+    `shuffle/indices_inverse` [C], so a restored model permutes identically.
+
+    Args:
+      rng: the numpy Generator the permutation is drawn from (a fresh one when None).
+      name: the layer's name (the scope of its weights).
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
 
     def __init__(self, rng=None, name='shuffle', **kwargs):
         super().__init__(name=name, **kwargs)

@@ -7,7 +7,7 @@ standard-normal eps of
 
 so that log N(z; mean, exp(logsd)) = log N(eps; 0, 1) - sum logsd: the model
 is a bijection onto independent standard normals (as `tfb.Glow`), and
-sampling with temperature t draws eps ~ N(0, t^2), i.e. z = mean + exp(logsd) t eps.
+sampling with temperature t draws eps ~ N(0, t^2) and maps it to z = mean + exp(logsd) eps.
 `standardize` / `unstandardize` are that map and its inverse; the split
 priors (split.py) and the top prior use them.
 
@@ -25,17 +25,43 @@ from emerging.flows.nets.conv import Conv2dZeros, LinearZeros
 
 
 def standardize(z, mean, logsd):
-    """(eps, log|det d eps / d z|) for z ~ N(mean, exp(logsd)^2); per example."""
+    """(eps, log|det d eps / d z|) for z ~ N(mean, exp(logsd)^2); per example.
+
+    Args:
+      z: the latent [N, H, W, C].
+      mean: the prior's mean, broadcasting against z.
+      logsd: the prior's log standard deviation, broadcasting against z.
+
+    Returns:
+      (eps, log_det): eps = (z - mean) / exp(logsd) of z's shape, and log_det = -sum_{H, W, C} logsd [N].
+    """
     return (z - mean) * tf.exp(-logsd), -sum_event(logsd + tf.zeros_like(z))
 
 
 def unstandardize(eps, mean, logsd):
-    """The inverse of `standardize`: (z, log|det dz / d eps|)."""
+    """The inverse of `standardize`: (z, log|det dz / d eps|).
+
+    Args:
+      eps: the standardised latent [N, H, W, C].
+      mean: the prior's mean, broadcasting against eps.
+      logsd: the prior's log standard deviation, broadcasting against eps.
+
+    Returns:
+      (z, log_det): z = mean + exp(logsd) eps of eps's shape, and log_det = sum_{H, W, C} logsd [N].
+    """
     return mean + tf.exp(logsd) * eps, sum_event(logsd + tf.zeros_like(eps))
 
 
 class TopPriorBijector(JointFlowBijector):
-    """inverse (data -> latent): z -> eps by the top prior's mean and log-std."""
+    """inverse (data -> latent): z -> eps by the top prior's mean and log-std.
+
+    The joint methods take the conditioning keyword `labels` (int32 [N], class-conditional priors only) and
+    pass it to `prior_fn`; log-dets are per example [N].
+
+    Args:
+      prior_fn: (batch_size, labels) -> (mean, logsd), each [batch_size, H, W, C] (`TopPrior.mean_and_logsd`).
+      name: the bijector's name.
+    """
 
     def __init__(self, prior_fn, name='prior'):
         parameters = dict(locals())
@@ -50,7 +76,20 @@ class TopPriorBijector(JointFlowBijector):
 
 
 class TopPrior(FlowLayer):
-    """Keras layer owning `prior/p` (with `learnprior`) and `prior/y_emb` (with `ycond`)."""
+    """Keras layer owning `prior/p` (with `learnprior`) and `prior/y_emb` (with `ycond`).
+
+    Without either the prior is N(0, 1) and the layer has no weights; see the module docstring for how mean
+    and logsd are computed.
+
+    Args:
+      learnprior: learn the mean and log-std (`prior/p`: a zero-initialised conv of a zero input, so one
+        value per channel that may vary near the border).
+      ycond: class-conditional: add a learned embedding of the one-hot labels (`prior/y_emb`); the labels
+        must then be passed.
+      n_y: the number of classes (the one-hot size) with `ycond`.
+      name: the layer's name (the scope of its weights).
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
 
     def __init__(self, learnprior=False, ycond=False, n_y=1, name='prior', **kwargs):
         super().__init__(name=name, **kwargs)

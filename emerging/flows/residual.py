@@ -41,7 +41,15 @@ INVERSE_TOL, INVERSE_MAX_ITERATIONS = 1e-5, 1000
 class ResidualBlockBijector(JointFlowBijector):
     """TFP direction: forward = latent -> data (fixed point), inverse = data -> latent (x + g(x)).
     Condition `training=True` selects the training estimator and updates the spectral norms;
-    `map_only=True` (encoding, decoding, sampling) skips the log-det estimate and returns 0 for it."""
+    `map_only=True` (encoding, decoding, sampling) skips the log-det estimate and returns 0 for it.
+
+    Log-dets are per example [N] estimates (see the module docstring); the forward's is minus the evaluation
+    estimate at the data point it found.
+
+    Args:
+      block: the `ResidualBlock` whose g, estimators and fixed-point inverse it runs.
+      name: the bijector's name.
+    """
 
     def __init__(self, block: 'ResidualBlock', name='residual'):
         parameters = dict(locals())
@@ -75,6 +83,7 @@ class ResidualBlock(FlowLayer):
         and its gradient (emerging.flows.residual_log_det).
       rng: the numpy Generator of the initial weights.
       name: the layer's name.
+      **kwargs: passed on to `tf_keras.layers.Layer`.
     """
 
     def __init__(self, hidden: int = 512, kernels: str = '3-1-3', activation: str = 'swish', fc: bool = False,

@@ -28,7 +28,14 @@ from emerging.flows.priors import standardize, unstandardize
 
 
 class SplitPriorBijector(JointFlowBijector):
-    """inverse (data -> latent): [z1, z2] -> [z1, eps]; forward: [z1, eps] -> [z1, z2]."""
+    """inverse (data -> latent): [z1, z2] -> [z1, eps]; forward: [z1, eps] -> [z1, z2].
+
+    eps = (z2 - mean(z1)) / exp(logsd(z1)) (`standardize`); log-dets per example [N].
+
+    Args:
+      prior_fn: z1 [N, H, W, C/2] -> (mean, logsd), each [N, H, W, C/2] (`SplitPrior.mean_and_logsd`).
+      name: the bijector's name.
+    """
 
     def __init__(self, prior_fn, name='split'):
         parameters = dict(locals())
@@ -47,7 +54,16 @@ class SplitPriorBijector(JointFlowBijector):
 
 
 class SplitPrior(FlowLayer):
-    """Keras layer owning the split prior `pool{i}/conv` (only with `learnprior`)."""
+    """Keras layer owning the split prior `pool{i}/conv` (only with `learnprior`).
+
+    Built on [N, H, W, C] with C even; without `learnprior` the prior of z2 is N(0, 1) and the layer has no
+    weights.
+
+    Args:
+      learnprior: the mean and log-std of z2 come from a zero-initialised conv of z1 (`conv`).
+      name: the layer's name (`pool{i}` in the model, the scope of its weights).
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
 
     def __init__(self, learnprior=False, name='split', **kwargs):
         super().__init__(name=name, **kwargs)
@@ -72,7 +88,14 @@ class SplitPrior(FlowLayer):
 
 
 class FirstHalfBijector(JointFlowBijector):
-    """`inner` on the first half of the channels, the identity on the second."""
+    """`inner` on the first half of the channels, the identity on the second.
+
+    The log-det is inner's; conditioning keywords are passed to it.
+
+    Args:
+      inner: the `FlowBijector` on [N, H, W, C/2] (the first half of the channels).
+      name: the bijector's name.
+    """
 
     def __init__(self, inner, name='first_half'):
         parameters = dict(locals())
@@ -91,7 +114,15 @@ class FirstHalfBijector(JointFlowBijector):
 
 
 class FirstHalf(FlowLayer):
-    """Keras layer running the flow layer `inner` on the first half of the channels."""
+    """Keras layer running the flow layer `inner` on the first half of the channels.
+
+    Built on [N, H, W, C] with C even; it builds `inner` on [N, H, W, C/2].
+
+    Args:
+      inner: the `FlowLayer` for the first half (in the model, the squeezed next levels).
+      name: the layer's name.
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
 
     def __init__(self, inner, name='first_half', **kwargs):
         super().__init__(name=name, **kwargs)

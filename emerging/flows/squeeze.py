@@ -17,6 +17,15 @@ from emerging.flows.base import FlowLayer, JointFlowBijector, check_nhwc
 
 
 def squeeze2d(x, factor=2):
+    """Space to depth: each factor x factor block of pixels becomes factor^2 channels (module docstring).
+
+    Args:
+      x: [N, H, W, C] with static H, W, C; H and W divisible by `factor`.
+      factor: the block's side f.
+
+    Returns:
+      [N, H/f, W/f, C f^2]: channel (c f + a) f + b holds pixel (f i + a, f j + b) of channel c.
+    """
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     if height % factor or width % factor:
         raise ValueError(f'squeeze: height and width must be divisible by {factor}, got {height}x{width}')
@@ -26,6 +35,15 @@ def squeeze2d(x, factor=2):
 
 
 def unsqueeze2d(x, factor=2):
+    """Depth to space, the exact inverse of `squeeze2d`.
+
+    Args:
+      x: [N, H, W, C] with static H, W, C; C divisible by factor^2.
+      factor: the block's side f.
+
+    Returns:
+      [N, H f, W f, C / f^2].
+    """
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     if channels % (factor * factor):
         raise ValueError(f'unsqueeze: channels must be divisible by {factor * factor}, got {channels}')
@@ -35,7 +53,14 @@ def unsqueeze2d(x, factor=2):
 
 
 class SqueezedBijector(JointFlowBijector):
-    """`inner` between a squeeze and an unsqueeze; the log-det is inner's."""
+    """`inner` between a squeeze and an unsqueeze; the log-det is inner's.
+
+    Conditioning keywords are passed to `inner`.
+
+    Args:
+      inner: the `FlowBijector` on the squeezed tensor [N, H/2, W/2, 4C].
+      name: the bijector's name.
+    """
 
     def __init__(self, inner, name='squeezed'):
         parameters = dict(locals())
@@ -52,7 +77,15 @@ class SqueezedBijector(JointFlowBijector):
 
 
 class Squeezed(FlowLayer):
-    """Keras layer running the flow layer `inner` on the squeezed input."""
+    """Keras layer running the flow layer `inner` on the squeezed input.
+
+    Built on [N, H, W, C] with H and W even; it builds `inner` on [N, H/2, W/2, 4C].
+
+    Args:
+      inner: the `FlowLayer` on the squeezed tensor (in the model, the next levels).
+      name: the layer's name.
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
 
     def __init__(self, inner, name='squeezed', **kwargs):
         super().__init__(name=name, **kwargs)

@@ -105,7 +105,22 @@ def import_tf1_checkpoint(model, path: str) -> dict:
 
     Returns a report {'imported': [names], 'skipped': [names]}; raises
     CheckpointMismatch listing every unmapped, missing or mis-shaped variable
-    before assigning anything."""
+    before assigning anything.  On success the model is marked initialised,
+    so the data-dependent init does not run again.
+
+    Args:
+      model: a built `Glow` with the original run's structure (flow_permutation, decomposition, learnprior,
+        ycond, n_levels, depth, width, image size).
+      path: the TF1 checkpoint prefix (e.g. .../model.ckpt).
+
+    Returns:
+      {'imported': the sorted original names of the copied variables, 'skipped': the sorted names of the
+      checkpoint's other variables (outside `model/`, Polyak averages)}.
+
+    Raises:
+      CheckpointMismatch: the checkpoint cannot be read or does not fit the model (the message lists every
+        problem).
+    """
     try:
         reader = tf.train.load_checkpoint(path)
     except Exception as error:

@@ -15,6 +15,16 @@ except Exception as error:  # ImportError, or a Horovod built against another Te
 
 
 class Distributed:
+    """This process's place among the training processes, and the collective operations over them.
+
+    `rank` (0 .. `size` - 1), `size` and `is_chief` (rank 0); `note` a line saying how training runs.  On one
+    process every collective operation is the identity.
+
+    Args:
+      use_horovod: use Horovod when it can be imported: it is initialised and, with GPUs, this process sees
+        only the GPU of its local rank (with memory growth on).  False, or Horovod missing: one process.
+    """
+
     def __init__(self, use_horovod: bool = True):
         self.hvd = hvd if use_horovod else None
         if self.hvd is not None:

@@ -36,11 +36,29 @@ from emerging.training.steps import build_steps
 
 
 class TrainingDiverged(RuntimeError):
-    pass
+    """A train step's statistics were not all finite; raised at once, before anything of the epoch is saved,
+    so the last good checkpoint is kept.  The message names the epoch, the step and the learning rate."""
 
 
 class Trainer:
-    """Takes a model, a `TrainConfig`, this process's data, a `Distributed` and a log folder (no flags)."""
+    """Takes a model, a `TrainConfig`, this process's data, a `Distributed` and a log folder (no flags).
+
+    It builds the optimiser (with its Polyak average), a `DynamicLossScale` for float16 networks, the
+    checkpoint state, the `Recorder` and the compiled steps; `train()` then runs the schedule of the module
+    docstring, `inference()` encodes and decodes the test set.
+
+    Args:
+      model: the `ImageFlowModel` to train.
+      config: its `TrainConfig` (optimiser, learning rate, schedule, iterations per epoch).
+      data: this process's `emerging.data.images.Data`: `train` and `test` datasets of batches (uint8 images
+        [B, H, W, C], int32 labels [B]), iterated without end, and `init_batch` (numpy) for the data-dependent
+        initialisation.
+      dist: the `Distributed` of this process.
+      logdir: the run folder for checkpoints, logs and samples.
+      hparams: every hyperparameter, the first line of the logs (see `Recorder`).
+      verbose: a line per train step (or every n-th, see `Recorder`).
+      progress: tqdm progress bars on the chief's stderr.
+    """
 
     def __init__(self, model, config, data, dist, logdir, hparams=None, verbose=False, progress=True):
         self.model, self.config, self.data, self.dist = model, config, data, dist

@@ -116,7 +116,12 @@ class DynamicLossScale(tf.Module):
     gradients are divided by it afterwards.  A step whose (process-averaged)
     gradients are not all finite is skipped and halves the scale; after
     `growth_interval` finite steps in a row it doubles.  Both counters are
-    saved with the checkpoint.
+    saved with the checkpoint.  The scale never falls below 1.
+
+    Args:
+      initial_scale: the first scale, >= 1.
+      growth_interval: the number of finite steps in a row after which the scale doubles, >= 1.
+      name: the module's name.
     """
 
     def __init__(self, initial_scale: float = 2. ** 15, growth_interval: int = 2000, name: str = 'loss_scale'):

@@ -98,6 +98,16 @@ def save_png(array, path):
 
 
 class Recorder:
+    """Writes a run's logs, status lines, TensorBoard scalars and sample grids (see the module docstring).
+
+    Args:
+      logdir: the run folder the files are written to (it must exist on the chief).
+      hparams: every hyperparameter, the first line of train.txt and test.txt (None: {}).
+      chief: whether this process records; a non-chief `Recorder` writes nothing.
+      verbose: True (or 1) prints a line for every train step, an int n for every n-th one from the first;
+        False or 0: none.
+    """
+
     def __init__(self, logdir, hparams=None, chief=True, verbose=False):
         self.logdir, self.hparams, self.chief, self.verbose = logdir, dict(hparams or {}), chief, verbose
         self.writer = tf.summary.create_file_writer(os.path.join(logdir, 'tensorboard')) if chief else None

@@ -56,7 +56,19 @@ BISECTION_STEPS = 60
 
 
 class MaskedWeight(tf_keras.layers.Layer):
-    """A block lower-triangular, weight-normalised linear map d * a_in -> d * a_out (see the module docstring)."""
+    """A block lower-triangular, weight-normalised linear map d * a_in -> d * a_out (see the module docstring).
+
+    Weights: `v` [d * a_out, d * a_in] (the blocks V, Glorot-uniform where allowed, 0 above the diagonal),
+    `log_scale` [d * a_out, 1] (s, log of U(1e-3, 1)) and `bias` [d * a_out].
+
+    Args:
+      dims: d, the number of dimensions (blocks per side).
+      in_per_dim: a_in, the input units per dimension.
+      out_per_dim: a_out, the output units per dimension.
+      rng: the numpy Generator of the initial weights.
+      name: the layer's name.
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
 
     def __init__(self, dims: int, in_per_dim: int, out_per_dim: int, rng: np.random.Generator, name='masked_weight',
                  **kwargs):
@@ -93,7 +105,15 @@ class MaskedWeight(tf_keras.layers.Layer):
 
 
 class BNAFBijector(tfb.Bijector):
-    """One BNAF network as a TFP bijector on [..., d]: forward = the network (exact log-det), inverse = root find."""
+    """One BNAF network as a TFP bijector on [..., d]: forward = the network (exact log-det), inverse = root find.
+
+    Event ndims 1, any batch shape (flattened around the network); no inverse log-det of its own (TFP takes
+    minus the forward one).
+
+    Args:
+      network: the `BNAFNetwork`.
+      name: the bijector's name.
+    """
 
     def __init__(self, network: 'BNAFNetwork', name='bnaf'):
         parameters = dict(locals())
@@ -121,7 +141,21 @@ class BNAFBijector(tfb.Bijector):
 
 
 class BNAFNetwork(tf_keras.layers.Layer):
-    """One BNAF network on R^`dims` with `n_layers` masked layers (`hidden` units per dimension between them)."""
+    """One BNAF network on R^`dims` with `n_layers` masked layers (`hidden` units per dimension between them).
+
+    x [N, d] -> y [N, d] with tanh between the layers and the chosen residual (module docstring); `.bijector`
+    is a `BNAFBijector` over it.
+
+    Args:
+      dims: d >= 1.
+      hidden: a, the units per dimension of the hidden layers (>= 1).
+      n_layers: L >= 2, the masked layers (L - 1 tanh layers between them).
+      residual: None (y = f(x)), 'normal' (y = f(x) + x) or 'gated' (y = sigma(c) f(x) + (1 - sigma(c)) x with
+        a learned gate c, the weight `gate`).
+      rng: the numpy Generator of the initial weights (a fresh one when None).
+      name: the layer's name.
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
 
     def __init__(self, dims: int, hidden: int = 50, n_layers: int = 2, residual: str | None = 'gated',
                  rng: np.random.Generator | None = None, name='bnaf_network', **kwargs):
@@ -208,7 +242,18 @@ class BNAFNetwork(tf_keras.layers.Layer):
 
 class BNAFFlow(tf_keras.layers.Layer):
     """`n_flows` BNAF networks with the dimensions reversed between them; `.bijector` the whole stack
-    (forward: data -> latent, exact log-det; inverse: root finds)."""
+    (forward: data -> latent, exact log-det; inverse: root finds).
+
+    Args:
+      dims: d, the dimension of the vectors.
+      n_flows: the number of networks (>= 1).
+      hidden: the units per dimension of every network's hidden layers.
+      n_layers: the masked layers of every network (>= 2).
+      residuals: one residual per network (None, 'normal' or 'gated', see `BNAFNetwork`); None: all 'gated'.
+      seed: the seed of the numpy Generator of the initial weights.
+      name: the layer's name.
+      **kwargs: passed on to `tf_keras.layers.Layer`.
+    """
 
     def __init__(self, dims: int, n_flows: int = 1, hidden: int = 50, n_layers: int = 2,
                  residuals: Sequence[str | None] | None = None, seed: int = 0, name='bnaf', **kwargs):

@@ -38,6 +38,19 @@ tfb, tfd = tfp.bijectors, tfp.distributions
 
 @dataclasses.dataclass
 class VectorFlow:
+    """A flow on vectors as `build_flow` returns it: two TFP bijectors over a standard normal base on R^d.
+
+    Both bijectors follow TFP's direction (forward = base sample -> point, event ndims 1); see the module
+    docstring for what each one is per kind.
+
+    Args:
+      kind: 'bnaf', 'maf' or 'realnvp'.
+      dims: d.
+      variables: the trainable variables of both bijectors (the same weights).
+      density: the bijector for maximum likelihood (`log_prob` runs its inverse, data -> base).
+      sampler: the bijector for the reverse KL (sampling and its log-det in one forward pass).
+      parameter_count: the trainable entries (BNAF: those that can be non-zero).
+    """
     kind: str
     dims: int
     variables: list
@@ -46,12 +59,15 @@ class VectorFlow:
     parameter_count: int
 
     def base(self):
+        """N(0, I) on R^d."""
         return tfd.MultivariateNormalDiag(tf.zeros(self.dims))
 
     def density_distribution(self):
+        """The model density: `density` over the base."""
         return tfd.TransformedDistribution(self.base(), self.density)
 
     def sampler_distribution(self):
+        """The sampler's distribution: `sampler` over the base."""
         return tfd.TransformedDistribution(self.base(), self.sampler)
 
 
@@ -105,7 +121,22 @@ def build_flow(kind: str, dims: int = 2, hidden_dim: int = 50, n_hidden: int = 2
                residual: str | None = 'gated', baseline_units: int | None = None, seed: int = 0) -> VectorFlow:
     """BNAF of `n_flows` networks, each with the `residual` (the public code leaves it off the last network; here
     every network keeps it so that the flow maps onto R^d and can be sampled by its inverse), or a MAF / RealNVP
-    stack of `baseline_units` (default `hidden_dim`) wide blocks with about BNAF's parameter count."""
+    stack of `baseline_units` (default `hidden_dim`) wide blocks with about BNAF's parameter count.
+
+    Args:
+      kind: 'bnaf', 'maf' or 'realnvp' (`emerging.choices.VECTOR_FLOWS`).
+      dims: d, the dimension of the vectors (at least 2 for 'realnvp').
+      hidden_dim: BNAF's hidden units per dimension.
+      n_hidden: the tanh layers of every network (BNAF: n_hidden + 1 masked layers).
+      n_flows: BNAF's number of networks.
+      residual: every BNAF network's residual: None, 'normal' or 'gated' (see `BNAFNetwork`).
+      baseline_units: the width of the MAF / RealNVP networks' layers; None: `hidden_dim`.
+      seed: seeds TensorFlow's global generator and BNAF's initial weights.
+
+    Returns:
+      A `VectorFlow`.  For MAF and RealNVP the number of blocks is BNAF's parameter count over one block's,
+      rounded, at least 1.
+    """
     if kind not in VECTOR_FLOWS:
         raise ValueError(f'unknown flow {kind!r}; allowed: {described(VECTOR_FLOWS)}')
     if min(dims, hidden_dim, n_hidden, n_flows) < 1:

@@ -15,7 +15,19 @@ import tensorflow as tf
 
 def clipped_train_step(loss_fn, variables, optimizer, clip_norm, after_update=None):
     """A compiled step `(x, lr) -> loss`: the learning rate assigned, the gradients of `loss_fn(x)` clipped to global
-    norm `clip_norm` and applied by `optimizer`, then `after_update()` (e.g. a Polyak update) if given."""
+    norm `clip_norm` and applied by `optimizer`, then `after_update()` (e.g. a Polyak update) if given.
+
+    Args:
+      loss_fn: x -> the scalar loss to minimise.
+      variables: the variables to train.
+      optimizer: a tf_keras optimizer whose `learning_rate` is a variable (assigned at every step).
+      clip_norm: the global gradient norm to clip to.
+      after_update: a function of no arguments run after each update, or None.
+
+    Returns:
+      step(x, lr), a `tf.function` (retraced as little as possible) that runs one update and returns the loss
+      before it.
+    """
 
     @tf.function(reduce_retracing=True)
     def step(x, lr):
@@ -36,7 +48,16 @@ class Plateau:
     below the best by more than `threshold`; after more than `patience` steps without one the learning rate is
     multiplied by `decay` (never below `minimum`) and `cooldown` steps follow in which none count.  After a step,
     `improved` and `reduced` say what it did and `since_best` counts the steps since the last best (the BNAF
-    code's early stopping)."""
+    code's early stopping).  `step(loss)` returns the learning rate to use next.
+
+    Args:
+      lr: the initial learning rate.
+      decay: the factor of a reduction, in (0, 1).
+      patience: the steps without a new best tolerated before a reduction.
+      minimum: the learning rate's floor.
+      cooldown: the steps after a reduction that do not count towards `patience`.
+      threshold: how far below the best a loss must be to be a new best.
+    """
 
     def __init__(self, lr, decay, patience, minimum=5e-4, cooldown=0, threshold=1e-4):
         self.lr, self.decay, self.patience, self.minimum = lr, decay, patience, minimum
