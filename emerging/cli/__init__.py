@@ -6,6 +6,7 @@
 * train.py          train.py's command line, the original's flags -> configurations
 * train_resflow.py  the public Residual Flows code's command line (train_img.py's flags)
 * launch.py         one training or inference run from configurations: what both trainers share
+* paths.py          output paths checked before any work
 * toy.py, tabular.py  the density benchmarks' command lines (scripts/toy_density.py, scripts/tabular_density.py)
 
 Bad input (a flag, a file, a shape) stops before any work with a message

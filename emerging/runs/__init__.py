@@ -1,6 +1,8 @@
 """Run folders: what a run writes, read back; the shipped pretrained models; export and import.
 
-* folder.py     the files of a run folder (config.json, logs, checkpoints) and how they are written and found
+* folder.py     the files of a run folder (config.json, logs, checkpoints) and how they are written, found and
+                checked
+* checkpoints.py checkpoint folders with one commit point; a checkpoint verified and matched to a model
 * load.py       `load_run`: a run's model with its best, latest or Polyak-averaged weights
 * export.py     `export_savedmodel`: a SavedModel that loads without this project
 * tf1_import.py `import_tf1_checkpoint`: the original TF1 code's checkpoints into a `Glow` model

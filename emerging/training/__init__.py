@@ -7,6 +7,8 @@
 * state.py       `CheckpointState`: checkpoint, counters, epoch and best
                  checkpoints, per-process input positions, restore and resume,
                  the Polyak swap
+* preemption.py  `StopSignals`: SIGTERM / SIGINT as stop requests agreed by
+                 every process, time-based saves; `Stopped`
 * recorder.py    `Recorder`: train.txt / test.txt, status lines, TensorBoard,
                  sample-grid PNGs (chief only)
 * optim.py       the original's adamax / adam / adam2 with Polyak averaging; loss scaling

@@ -97,7 +97,8 @@ def test_what_is_not_there_is_named(trained_digits_run, tmp_path):
 
 def test_fine_tuning_starts_from_the_other_runs_weights(trained_digits_run, tmp_path):
     """train.py --restore_path OTHER/model_best_loss.ckpt (the run's best, by the original's name) on other data,
-    fresh logdir: no re-initialisation, fresh counters; the first loss is the other run's on the same batch, not a fresh model's."""
+    fresh logdir: no re-initialisation, fresh counters; the first loss is the other run's on the same batch, not a
+    fresh model's."""
     from emerging.cli import train as train_module
     data_dir = str(tmp_path / 'data')
     rng = np.random.default_rng(3)
