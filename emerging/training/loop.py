@@ -2,18 +2,25 @@
 
 Per epoch e (from 1, or from the resumed epoch + 1, up to `epochs` - 1):
 
-1. `train_its` train steps at learning rate lr * min(1, n_processed /
-   (n_train * epochs_warmup)); a non-finite statistic raises
-   `TrainingDiverged` at once, before anything of the epoch is saved;
+1. `train_its` train steps (from the saved step, when resumed within the
+   epoch) at learning rate lr * min(1, n_processed / (n_train *
+   epochs_warmup)); a non-finite statistic raises `TrainingDiverged` at
+   once, before anything of the epoch is saved;
 2. a train.txt line and TensorBoard scalars;
 3. only if e < 10, or e < 50 and e % 10 == 0, or e % epochs_full_valid == 0:
    a. if e % epochs_full_valid == 0, the whole test set (with Polyak weights
       when use_polyak_for_eval), a test.txt line and, when the loss beats the
-      best so far, model_best_loss.ckpt (" *" at the end of the status line);
+      best so far, the best checkpoint (" *" at the end of the status line);
    b. if e == 10 or e % epochs_full_sample == 0, the sample grids (the same
       weights as a.);
    c. the status line;
-4. every process saves its input position, then the chief the checkpoint.
+4. the checkpoint of the epoch (every process its input position and
+   random generator, then the chief the checkpoint: `CheckpointState.save`).
+
+Before every train and test step the loop polls `StopSignals`
+(preemption.py): on SIGTERM / SIGINT it checkpoints the exact position (the
+steps done; during a validation, the position before it) and raises
+`Stopped`; with `save_every_minutes` it also checkpoints within an epoch.
 
 `inference()`: every process encodes its shard of the test set to flat
 latents and decodes them again; the shards are gathered in rank order and the
