@@ -21,7 +21,7 @@ from emerging.cli import train_resflow as train_resflow_cli
 from emerging.data.tfrecords import write_shards
 from emerging.models.config import GlowConfig
 from emerging.models.glow import Glow
-from emerging.runs.checkpoints import latest
+from emerging.runs.checkpoints import checkpoint_stem, committed, latest
 from emerging.runs.folder import best_checkpoint
 from emerging.training import loop
 from tests.helpers import DIGITS, ROOT, TINY, env, mpiexec_command
@@ -302,6 +302,21 @@ def assert_loadable_and_logs_whole(run):
             assert epochs == sorted(set(epochs)), f'{name} repeats an epoch: {epochs}'
 
 
+def cut_off_writes(run):
+    """Files of checkpoints/ and best/ that belong to a checkpoint the pointer does not name: a write a kill cut
+    off (the next commit removes them)."""
+    found = []
+    for folder in ('checkpoints', 'best'):
+        path = os.path.join(run, folder)
+        named = set(committed(path)) if os.path.isdir(path) else set()
+        for name in os.listdir(path) if os.path.isdir(path) else []:
+            stem = checkpoint_stem(name)
+            owner = 'ckpt-' + stem.split('-', 2)[2] if stem.startswith('input-') else stem
+            if owner.startswith('ckpt-') and owner not in named:
+                found.append(name)
+    return found
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_instants_never_leaves_a_run_that_fails_to_load(tmp_path):
     """20 kills at random instants of a run that checkpoints almost continuously (every step and epoch), so that
@@ -312,7 +327,7 @@ def test_sigkill_at_random_instants_never_leaves_a_run_that_fails_to_load(tmp_pa
              '--epochs_full_valid', '1', '--epochs_full_sample', '1000', '--save_every_minutes', '1e-9',
              '--logdir', run]
     rng = np.random.default_rng(0)
-    kills = 0
+    kills = during_writes = 0
     while kills < 20:
         out = tmp_path / f'out{kills}.txt'
         with open(out, 'w') as stdout:
@@ -326,10 +341,12 @@ def test_sigkill_at_random_instants_never_leaves_a_run_that_fails_to_load(tmp_pa
         process.send_signal(signal.SIGKILL)
         process.wait()
         kills += 1
+        during_writes += bool(cut_off_writes(run))
         assert_loadable_and_logs_whole(run)
     result = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *flags, '--resume'], cwd=ROOT,
                             env=env(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert during_writes >= 1, 'no kill landed in a checkpoint write'
     assert_loadable_and_logs_whole(run)
     with open(os.path.join(run, 'train.txt')) as f:
         assert [json.loads(line)['epoch'] for line in f.read().splitlines()[1:]] == list(range(1, 40))
