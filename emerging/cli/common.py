@@ -1,4 +1,5 @@
 """What the subcommands share: choosing a run and its weights, its data, images in and out."""
+import argparse
 import os
 import sys
 
@@ -13,7 +14,7 @@ from emerging.runs.load import load_run
 
 # train.py's data flags that the subcommands accept (None: the run's own value)
 DATA_FLAGS = ('problem', 'data_dir', 'category', 'n_test', 'fmap', 'pmap', 'n_batch_train', 'anchor_size')
-# model kind -> the command line that trains it (its derive_from_run and RUN_DATA_FLAGS)
+# model kind -> the command line that trains it (its build_parser, derive and RUN_DATA_FLAGS)
 TRAINING_COMMAND_LINES = {'glow': train, 'resflow': train_resflow}
 
 
@@ -61,8 +62,11 @@ def derived(run, args, rank=0, size=1):
     if unknown:
         raise InputError(f'--{unknown[0]} does not apply to a {run.model_config.kind} run (its data flags: '
                          + ', '.join(f'--{k}' for k in command_line.RUN_DATA_FLAGS) + ')')
-    overrides = {command_line.RUN_DATA_FLAGS[k]: v for k, v in given.items()}
-    return command_line.derive_from_run(run.hparams, overrides, rank=rank, size=size)
+    # the run's recorded flags (those it lacks at their defaults), with the data flags given here
+    flags = vars(command_line.build_parser().parse_args([]))
+    flags.update({k: v for k, v in run.hparams.items() if k in flags})
+    flags.update({command_line.RUN_DATA_FLAGS[k]: v for k, v in given.items()})
+    return command_line.derive(argparse.Namespace(**flags), rank=rank, size=size)
 
 
 def test_images(run, args, indices):

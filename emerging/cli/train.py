@@ -146,24 +146,6 @@ def derive(args, rank=0, size=1):
     return RunConfig(model=model, train=train, data=data, hparams=hparams)
 
 
-def derive_from_run(hparams, overrides, rank=0, size=1):
-    """The `RunConfig` of a run's recorded flags, with some of them replaced (the `emerging` subcommands' data flags).
-
-    Args:
-      hparams: the run's hyperparameters (config.json's "hparams", or train.txt's first line); flags they lack
-        take their defaults.
-      overrides: {flag name: value} to use instead.
-      rank, size: this process and the number of processes.
-
-    Returns:
-      A `RunConfig`.
-    """
-    flags = vars(build_parser().parse_args([]))
-    flags.update({k: v for k, v in hparams.items() if k in flags})
-    flags.update(overrides)
-    return derive(argparse.Namespace(**flags), rank=rank, size=size)
-
-
 def run(argv=None):
     """Parse the flags, build, train or infer.
 
