@@ -253,16 +253,19 @@ def check_matches(prefix: str, checkpoint, roots: Sequence[str], described_by: s
       InputError: listing every difference.
     """
     import tensorflow as tf
+    from tensorflow.python.checkpoint import graph_view
     verify(prefix)
     reader = tf.train.load_checkpoint(prefix)
     stored_shapes = reader.get_variable_to_shape_map()
     stored_keys = _stored_keys_of(checkpoint, reader)
+    objects = {child.name: child.ref for child in graph_view.ObjectGraphView(checkpoint).list_children(checkpoint)}
     problems = []
     for root in roots:
-        mine = {path: v for path, v in _variables_by_path(checkpoint).items() if path.split('/')[0] == root}
         theirs = {key for key in stored_shapes if key.split('/')[0] == root}
-        if not theirs and root != 'model':
+        if root not in objects or (not theirs and root != 'model'):
             continue
+        # every variable the object under `root` reaches (an optimiser reaches the model's weights too)
+        mine = _variables_by_path(tf.train.Checkpoint(**{root: objects[root]}))
         matched = set()
         for path, variable in sorted(mine.items()):
             key = stored_keys.get(variable.ref())

@@ -110,7 +110,9 @@ class CheckpointState:
         """
         prefix = resolve_checkpoint(path)
         reader = self.checkpoint if counters else self.weights
-        check_matches(prefix, reader, ['model', 'optimizer'], "this run's model and optimiser")
+        # resuming needs this very run's optimiser state; fine-tuning may change the optimiser
+        check_matches(prefix, reader, ['model', 'optimizer'] if counters else ['model'],
+                      "this run's model and optimiser")
         reader.read(prefix).expect_partial()
         self.broadcast()
 

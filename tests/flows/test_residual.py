@@ -183,7 +183,7 @@ def test_training_estimate_for_fixed_draws_is_the_weighted_series(n_dist, mode, 
     assert int(n) == 5
     coefficients = [(-1) ** (k + 1) / k * w for k, w in zip(range(1, 6), weights.numpy())]
     fixed_probe(monkeypatch, v)
-    monkeypatch.setattr(residual_log_det, 'draw_terms', lambda n_samples, dist: draws)
+    monkeypatch.setattr(residual_log_det, 'draw_terms', lambda n_samples, dist, rng=None: draws)
     log_det = layer.forward_and_log_det(x, training=True)[1]
     # J after the call: training first runs the power iteration, which moves the normalised kernels
     expected = series(layer.jacobian_g(x).numpy(), v.numpy(), coefficients)

@@ -56,7 +56,8 @@ def brute_force_blocks(monkeypatch, model):
     """Every residual block's log-det estimate replaced by log|det(I + dg/dx)| from its full Jacobian."""
     for block in model.blocks:
         monkeypatch.setattr(block, 'forward_and_log_det',
-                            lambda x, training=False, block=block: (x + block.g(x), block.brute_force_log_det(x)))
+                            lambda x, training=False, rng=None, block=block: (x + block.g(x),
+                                                                              block.brute_force_log_det(x)))
 
 
 def change_of_variables(model, x):

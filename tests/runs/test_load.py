@@ -65,7 +65,7 @@ def test_a_run_without_config_json_is_read_from_train_txt(trained_digits_run, tm
 
 
 def test_what_is_not_there_is_named(trained_digits_run, tmp_path):
-    with pytest.raises(FileNotFoundError, match='is not a folder'):
+    with pytest.raises(InputError, match='is not a folder'):
         emerging.load_run(str(tmp_path / 'nothing'))
     empty = tmp_path / 'empty'
     empty.mkdir()

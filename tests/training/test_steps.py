@@ -21,7 +21,7 @@ class QuadraticModel(tf_keras.Model):
         self.config = types.SimpleNamespace(image_shape=IMAGE_SHAPE)
         self.w = tf.Variable(np.linspace(-1., 1., 4).reshape(IMAGE_SHAPE).astype(np.float32))
 
-    def losses_per_example(self, x, y=None, noise=True, training=False):
+    def losses_per_example(self, x, y=None, noise=True, training=False, rng=None):
         loss = tf.reduce_sum(tf.square(tf.cast(x, tf.float32) / 255. - self.w), axis=[1, 2, 3])
         zeros = tf.zeros_like(loss)
         return {'loss': loss, 'bits_x': loss, 'bits_y': zeros, 'pred_loss': zeros}
