@@ -49,7 +49,8 @@ def build_parser():
     a('--dal', type=int, default=1, help='augmentation level 0/1/2')
     a('--fmap', type=int, default=1, help='parallel file reads')
     a('--pmap', type=int, default=16, help='parallel map calls')
-    a('--n_train', type=int, default=None, help='images per training epoch (50000; space: 5000; digits: 1497)')
+    a('--n_train', type=int, default=None,
+      help=f'images per training epoch ({ORIGINAL_N_TRAIN}; space: {TRAIN_SIZE["space"]}; digits: {DIGITS_N_TRAIN})')
     a('--n_test', type=int, default=-1, help='images per full validation (-1: per-problem default)')
     a('--n_batch_train', type=int, default=64, help='per-process batch at the anchor size')
     a('--n_batch_test', type=int, default=50, help='(kept from the original; the test batch is derived)')
