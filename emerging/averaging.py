@@ -16,6 +16,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+# a step count at which d^n underflows to 0 in float32 for every decay d that float32 tells from 1
+UNDEBIASED_STEPS = 1e12
 
 class PolyakAverage(tf.Module):
     """The average of `variables`, saved with a checkpoint and swappable in for evaluation.
@@ -65,6 +67,17 @@ class PolyakAverage(tf.Module):
         debias = 1. - tf.pow(self.polyak_decay, step)
         return [tf.where(step > 0., tf.math.divide_no_nan(biased, tf.cast(debias, biased.dtype)), weight)
                 for biased, weight in zip(self.polyak_biased, self.variables_)]
+
+    def assign_averages(self, values: Sequence):
+        """Make `values` the averages, to be swapped in as they are (another implementation's averages that it
+        does not debias, the public BNAF code's): the step count is set where 1 - d^n is exactly 1.
+
+        Args:
+          values: one array per weight, in the order of `variables`.
+        """
+        for biased, value in zip(self.polyak_biased, values):
+            biased.assign(value)
+        self.polyak_step.assign(UNDEBIASED_STEPS)
 
     def swap_polyak(self):
         """Put the averages in place of the weights; the next call puts the weights back."""

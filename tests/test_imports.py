@@ -36,7 +36,7 @@ TENSORFLOW_FREE = [
     'emerging.runs.folder', 'emerging.runs.load', 'emerging.cli', 'emerging.cli.command', 'emerging.cli.common',
     'emerging.cli.train', 'emerging.cli.train_resflow', 'emerging.cli.launch', 'emerging.cli.toy',
     'emerging.cli.tabular', 'emerging.cli.plot_logs', 'emerging.cli.write_tfrecords',
-    'emerging.cli.package_pretrained']
+    'emerging.cli.package_pretrained', 'emerging.cli.public_bnaf', 'emerging.runs.torch_files']
 
 
 def modules():

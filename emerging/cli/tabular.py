@@ -10,7 +10,10 @@ see; after every epoch the validation NLL: a new best (by more than 1e-4) writes
 --patience epochs without one restore the best and multiply the learning rate by --decay (not below --min_lr),
 then --cooldown epochs pass uncounted; training stops after --early_stopping epochs without a new best or after
 --epochs.  TensorBoard curves (loss/train, loss/validation, lr) go to {output_dir}.  The last line is
-`test nll: <X> +- <SE> nats (published BNAF: <Y>)` for the best weights' Polyak average.
+`test nll: <X> +- <SE> nats (published BNAF: <Y>)` for the best weights' Polyak average.  --restore_file starts
+from a checkpoint this script wrote, or from a checkpoint.pt of the public BNAF code (density_estimation.py's,
+for the same --flows, --layers, --hidden_dim and --residual: its weights and its Polyak averages, which that code
+does not debias, so they are used as saved); --epochs 0 only evaluates it.
 """
 import argparse
 import math
@@ -19,6 +22,7 @@ import sys
 
 from emerging.choices import BNAF_RESIDUALS, VECTOR_FLOWS
 from emerging.cli.paths import check_output_folder
+from emerging.cli.public_bnaf import is_torch_file, load_public_bnaf
 from emerging.data import tabular
 
 PROG = 'tabular_density.py'
@@ -45,6 +49,10 @@ def build_parser():
                    help='tanh layers per network (0 builds one, as the public code does)')
     p.add_argument('--hidden_dim', type=int, default=10, help='hidden units per dimension')
     p.add_argument('--residual', default='gated', choices=BNAF_RESIDUALS)
+    p.add_argument('--restore_file', default='',
+                   help='start from this checkpoint: a prefix this script wrote ({output_dir}/best), or a '
+                        'checkpoint.pt of the public BNAF code for the same flags (its weights and Polyak averages); '
+                        'with --epochs 0, only evaluate it')
     p.add_argument('--output_dir', default='tabular_runs')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--no_progress', action='store_true')
@@ -53,9 +61,17 @@ def build_parser():
 
 def check(args):
     """Raise ValueError / FileNotFoundError naming the first bad flag."""
-    for flag in ('batch_dim', 'epochs', 'flows', 'hidden_dim', 'early_stopping'):
+    for flag in ('batch_dim', 'flows', 'hidden_dim', 'early_stopping'):
         if getattr(args, flag) < 1:
             raise ValueError(f'--{flag} must be positive, got {getattr(args, flag)}')
+    if args.epochs < (0 if args.restore_file else 1):
+        raise ValueError(f'--epochs must be positive (0 only to evaluate a --restore_file), got {args.epochs}')
+    if args.restore_file and not (is_torch_file(args.restore_file) or os.path.exists(args.restore_file + '.index')):
+        raise FileNotFoundError(f'--restore_file {args.restore_file}: neither a checkpoint.pt file nor a checkpoint '
+                                f'prefix (expected {args.restore_file}.index)')
+    if args.restore_file and is_torch_file(args.restore_file) and args.flow != 'bnaf':
+        raise ValueError(f'--restore_file {args.restore_file} is a checkpoint of the public BNAF code: it needs '
+                         f'--flow bnaf, not {args.flow}')
     for flag in ('patience', 'cooldown', 'layers'):
         if getattr(args, flag) < 0:
             raise ValueError(f'--{flag} must not be negative, got {getattr(args, flag)}')
@@ -85,18 +101,36 @@ def main(argv=None):
     import tf_keras
 
     from emerging.averaging import PolyakAverage
-    from emerging.vector import Plateau, build_flow, clipped_train_step
+    from emerging.runs.checkpoints import check_matches
+    from emerging.vector import Plateau, build_flow, clipped_train_step, public_polyak_averages
 
     dims = train.shape[1]
     print(f'{args.dataset}: d = {dims}, train {len(train):,}, validation {len(validation):,}, test {len(test):,}')
-    flow = build_flow(args.flow, dims, args.hidden_dim, max(1, args.layers), n_flows=args.flows,
-                      residual=BNAF_RESIDUALS[args.residual], baseline_units=args.hidden_dim * dims, seed=args.seed)
-    print(f'{args.flow}: {flow.parameter_count:,} parameters')
+    public = args.restore_file and is_torch_file(args.restore_file)
+    try:
+        if public:  # the public code's layout: no residual on the last network
+            flow, order, saved = load_public_bnaf(args.restore_file, BNAF_RESIDUALS[args.residual], dims, args.flows,
+                                                  max(1, args.layers), args.hidden_dim)
+        else:
+            flow = build_flow(args.flow, dims, args.hidden_dim, max(1, args.layers), n_flows=args.flows,
+                              residual=BNAF_RESIDUALS[args.residual], baseline_units=args.hidden_dim * dims,
+                              seed=args.seed)
+        variables = flow.variables
+        polyak = PolyakAverage(variables, args.polyak)
+        if public:
+            polyak.assign_averages(public_polyak_averages(flow, order, saved['optimizer']))
+        elif args.restore_file:
+            check_matches(args.restore_file, tf.train.Checkpoint(variables=variables, polyak=polyak),
+                          ['variables', 'polyak'], f'--flow {args.flow} with these flags')
+    except ValueError as error:
+        print(f'{PROG}: error: --restore_file: {error}', file=sys.stderr)
+        return 2
+    print(f'{args.flow}: {flow.parameter_count:,} parameters' + (f', from {args.restore_file}' if public else ''))
     density = flow.density_distribution()
-    variables = flow.variables
     optimizer = tf_keras.optimizers.Adam(args.learning_rate, amsgrad=True)
-    polyak = PolyakAverage(variables, args.polyak)
     checkpoint = tf.train.Checkpoint(variables=variables, optimizer=optimizer, polyak=polyak)
+    if args.restore_file and not public:
+        checkpoint.read(args.restore_file).expect_partial()
     os.makedirs(args.output_dir, exist_ok=True)
     best_path = os.path.join(args.output_dir, 'best')
     writer = tf.summary.create_file_writer(args.output_dir)
@@ -149,7 +183,7 @@ def main(argv=None):
             break
     if saved:
         checkpoint.read(saved).assert_consumed()
-    print(f'best checkpoint: {saved}')
+    print(f'best checkpoint: {saved}' if saved else f'not trained: the weights of {args.restore_file}')
     values = averaged_nll(test)
     print(f'validation nll: {averaged_nll(validation).mean():.4f} nats')
     print(f'test nll: {values.mean():.4f} +- {values.std(ddof=1) / math.sqrt(len(values)):.4f} nats '

@@ -9,7 +9,9 @@ flow's sampling direction.  Adam (amsgrad), gradients clipped to --clip_norm, th
 after --lr_patience steps without a new best loss (not below 5e-4).  Every --log_interval steps, and at the end,
 {output_dir}/step_<N>.png shows the target density, the learned density and samples side by side.  The last line
 is `test nll: <X> nats (true: <H>)` on 10,000 fresh samples (H the distribution's entropy), or for an energy
-`KL gap: <X> nats` (KL(q || p) with p's normaliser by quadrature).
+`KL gap: <X> nats` (KL(q || p) with p's normaliser by quadrature).  --restore_file also takes a checkpoint.pt of
+the public BNAF toy2d.py (its networks, with its layout: gated residuals but none on the last network); such a
+flow does not map onto all of R^2, so its sampling panel shows only latents it can reach.
 """
 import argparse
 import math
@@ -19,6 +21,7 @@ import time
 
 from emerging.choices import VECTOR_FLOWS
 from emerging.cli.paths import check_output_folder
+from emerging.cli.public_bnaf import is_torch_file, load_public_bnaf
 from emerging.data import toy2d
 
 PROG = 'toy_density.py'
@@ -31,7 +34,9 @@ def build_parser():
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument('--train', action='store_true', help='train, plot, save {output_dir}/checkpoint')
     mode.add_argument('--plot', action='store_true', help='plot (and evaluate) the model of --restore_file')
-    p.add_argument('--restore_file', default='', help='checkpoint prefix to start from / to plot')
+    p.add_argument('--restore_file', default='',
+                   help='checkpoint to start from / to plot: a prefix this script wrote, or a checkpoint.pt of the '
+                        'public BNAF toy2d.py for the same --n_hidden (its --layers) and --hidden_dim')
     p.add_argument('--dataset', default='8gaussians', choices=toy2d.DATASETS + toy2d.ENERGIES)
     p.add_argument('--flow', default='bnaf', choices=VECTOR_FLOWS)
     p.add_argument('--n_steps', type=int, default=20000)
@@ -58,9 +63,12 @@ def check(args):
         raise ValueError('--lr and --clip_norm must be positive and --lr_decay in (0, 1]')
     if args.plot and not args.restore_file:
         raise ValueError('--plot needs --restore_file (a checkpoint prefix written by --train)')
-    if args.restore_file and not os.path.exists(args.restore_file + '.index'):
+    if args.restore_file and not (is_torch_file(args.restore_file) or os.path.exists(args.restore_file + '.index')):
         raise FileNotFoundError(f'--restore_file {args.restore_file}: no checkpoint there (expected '
-                                f'{args.restore_file}.index)')
+                                f'{args.restore_file}.index, or a checkpoint.pt file)')
+    if args.restore_file and is_torch_file(args.restore_file) and args.flow != 'bnaf':
+        raise ValueError(f'--restore_file {args.restore_file} is a checkpoint of the public BNAF code: it needs '
+                         f'--flow bnaf, not {args.flow}')
     check_output_folder(args.output_dir, '--output_dir')
 
 
@@ -81,16 +89,21 @@ def main(argv=None):
     from emerging.vector import Plateau, build_flow, clipped_train_step
 
     energy_mode = args.dataset in toy2d.ENERGIES
-    flow = build_flow(args.flow, 2, args.hidden_dim, args.n_hidden, seed=args.seed)
-    optimizer = tf_keras.optimizers.Adam(args.lr, amsgrad=True)
-    checkpoint = tf.train.Checkpoint(variables=flow.variables, optimizer=optimizer)
-    if args.restore_file:
-        try:
+    public = args.restore_file and is_torch_file(args.restore_file)
+    try:
+        if public:  # toy2d.py's layout: gated residuals, none on the last network; its networks as the file has
+            flow = load_public_bnaf(args.restore_file, 'gated', 2, None, args.n_hidden, args.hidden_dim)[0]
+        else:
+            flow = build_flow(args.flow, 2, args.hidden_dim, args.n_hidden, seed=args.seed)
+        if args.restore_file and not public:
             check_matches(args.restore_file, tf.train.Checkpoint(variables=flow.variables), ['variables'],
                           f'--flow {args.flow} with these flags')
-        except ValueError as error:
-            print(f'{PROG}: error: --restore_file: {error}', file=sys.stderr)
-            return 2
+    except ValueError as error:
+        print(f'{PROG}: error: --restore_file: {error}', file=sys.stderr)
+        return 2
+    optimizer = tf_keras.optimizers.Adam(args.lr, amsgrad=True)
+    checkpoint = tf.train.Checkpoint(variables=flow.variables, optimizer=optimizer)
+    if args.restore_file and not public:
         checkpoint.restore(args.restore_file).expect_partial()
     os.makedirs(args.output_dir, exist_ok=True)
     rng = np.random.default_rng(args.seed)

@@ -12,12 +12,13 @@ returns both directions of every flow in TFP's sense (`VectorFlow.density`,
 `VectorFlow.sampler`: forward = base sample -> point).
 
 * bnaf.py      `MaskedWeight`, `BNAFNetwork`, `BNAFBijector`, `BNAFFlow`
-* stacks.py    `build_flow`: BNAF, MAF or RealNVP of about the same size, as a `VectorFlow`
+* stacks.py    `build_flow`: BNAF, MAF or RealNVP of about the same size, as a `VectorFlow`;
+               `public_bnaf`, `public_polyak_averages`: the BNAF of a checkpoint of the public BNAF code
 * training.py  `clipped_train_step`, `Plateau` (the public BNAF code's schedule)
 """
 from emerging.vector.bnaf import BNAFBijector, BNAFFlow, BNAFNetwork, MaskedWeight
-from emerging.vector.stacks import VectorFlow, build_flow
+from emerging.vector.stacks import VectorFlow, build_flow, public_bnaf, public_polyak_averages
 from emerging.vector.training import Plateau, clipped_train_step
 
 __all__ = ['BNAFBijector', 'BNAFFlow', 'BNAFNetwork', 'MaskedWeight', 'Plateau', 'VectorFlow', 'build_flow',
-           'clipped_train_step']
+           'clipped_train_step', 'public_bnaf', 'public_polyak_averages']

@@ -156,3 +156,94 @@ def build_flow(kind: str, dims: int = 2, hidden_dim: int = 50, n_hidden: int = 2
     bijector, variables = make(dims, max(1, round(bnaf.parameter_count() / one)), units, n_hidden)
     sampler = tfb.Invert(bijector) if kind == 'maf' else bijector
     return VectorFlow(kind, dims, variables, bijector, sampler, _count(variables))
+
+
+def public_bnaf(state: dict, residual: str | None) -> tuple[VectorFlow, list]:
+    """The BNAF a state dict of the public BNAF code holds (its `model.state_dict()`, arrays by name).
+
+    The public scripts build `Sequential(BNAF, Permutation('flip'), BNAF, ...)`: network k is module 2k, its
+    masked layers are its modules 0, 2, 4, ... (`_weight` [d a_out, d a_in], `_diag_weight` [d a_out, 1],
+    `bias`, and the masks `mask_d`, `mask_o`), with `gate` [1] when its residual is gated; every network but
+    the last has the residual (the last has none).  These are exactly this package's `MaskedWeight` weights
+    `v`, `log_scale`, `bias` and `BNAFNetwork`'s `gate`, in the same layout.
+
+    Args:
+      state: {name: array}.
+      residual: the residual of every network but the last (the public code's --residual; toy2d.py: 'gated').
+
+    Returns:
+      (the `VectorFlow` with those weights, its variables in the order of the checkpoint's parameters, which is
+      the order of `model.parameters()` and of the public optimiser's state).
+
+    Raises:
+      ValueError: naming what in the state dict does not fit.
+    """
+    networks = sorted({int(name.split('.')[0]) for name in state if name.split('.')[0].isdigit()})
+    if not networks or networks != list(range(0, 2 * len(networks), 2)):
+        raise ValueError(f'not a state dict of the public BNAF code: networks at {networks}, expected 0, 2, 4, ...')
+    first = state.get('0.0._weight')
+    if first is None or np.ndim(first) != 2:
+        raise ValueError('not a state dict of the public BNAF code: no 0.0._weight matrix')
+    dims = first.shape[1]
+    hidden = first.shape[0] // dims
+    layers = sorted({int(name.split('.')[1]) for name in state
+                     if name.startswith('0.') and name.split('.')[1].isdigit()})
+    residuals = [residual] * (len(networks) - 1) + [None]
+    bnaf = BNAFFlow(dims, n_flows=len(networks), hidden=hidden, n_layers=len(layers), residuals=residuals)
+    order = []
+    for network, k in zip(bnaf.networks, networks):
+        has_gate = f'{k}.gate' in state
+        if has_gate != (network.gate is not None):
+            raise ValueError(f'network {k} of the checkpoint {"has" if has_gate else "has no"} gate, but a residual '
+                             f'{network.residual!r} is expected there (--residual, and none on the last network)')
+        if has_gate:
+            network.gate.assign(np.reshape(state[f'{k}.gate'], []))
+            order.append(network.gate)
+        for layer, index in zip(network.layers_, range(0, 2 * len(layers), 2)):
+            prefix = f'{k}.{index}.'
+            for name, variable in (('_weight', layer.v), ('_diag_weight', layer.log_scale), ('bias', layer.bias)):
+                value = state.get(prefix + name)
+                if value is None or tuple(np.shape(value)) != tuple(variable.shape):
+                    raise ValueError(f'{prefix + name}: {"missing" if value is None else np.shape(value)}, expected '
+                                     f'{tuple(variable.shape)} (d = {dims}, {hidden} units per dimension)')
+                variable.assign(value)
+                order.append(variable)
+            if prefix + 'mask_d' in state and not np.array_equal(state[prefix + 'mask_d'], layer.diagonal_mask):
+                raise ValueError(f'{prefix}mask_d is not the block-diagonal mask of d = {dims}')
+    expected = {f'{k}.{name}' for k, network in zip(networks, bnaf.networks) for name in
+                (['gate'] if network.gate is not None else []) + [f'{i}.{w}' for i in range(0, 2 * len(layers), 2)
+                                                                  for w in ('_weight', '_diag_weight', 'bias',
+                                                                            'mask_d', 'mask_o')]}
+    unexpected = sorted(set(state) - expected)
+    if unexpected:
+        raise ValueError(f'the state dict holds what no BNAF of this layout has: {", ".join(unexpected[:5])}')
+    flow = VectorFlow('bnaf', dims, bnaf.trainable_variables, tfb.Invert(bnaf.bijector), bnaf.bijector,
+                      bnaf.parameter_count())
+    return flow, order
+
+
+def public_polyak_averages(flow: VectorFlow, order: list, optimizer_state: dict) -> list:
+    """The Polyak averages of a public BNAF checkpoint's optimiser, in the order of `flow.variables`.
+
+    The public Adam keeps `exp_avg_param` (the average, not debiased) per parameter index of `model.parameters()`.
+
+    Args:
+      flow: the flow `public_bnaf` built.
+      order: its variables in the checkpoint's parameter order (`public_bnaf`'s second value).
+      optimizer_state: the checkpoint's `optimizer` entry (`optimizer.state_dict()`).
+
+    Returns:
+      One array per variable of `flow.variables`, shaped as it.
+
+    Raises:
+      ValueError: when the optimiser state has no average for a parameter.
+    """
+    state = optimizer_state.get('state', {}) if isinstance(optimizer_state, dict) else {}
+    averages = {}
+    for index, variable in enumerate(order):
+        entry = state.get(index, {})
+        if 'exp_avg_param' not in entry:
+            raise ValueError(f'the optimiser state has no Polyak average (exp_avg_param) for parameter {index}: not '
+                             f'saved by the public density_estimation.py, whose Adam keeps one')
+        averages[variable.ref()] = np.reshape(entry['exp_avg_param'], variable.shape)
+    return [averages[variable.ref()] for variable in flow.variables]

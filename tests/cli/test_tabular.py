@@ -85,3 +85,53 @@ def test_bad_input_is_reported_before_tensorflow_loads(data_dir, tmp_path):
                  ['--dataset', 'power', '--data_dir', data_dir, '--decay', '0']):
         stderr, tensorflow_imported = script_error_imports('tabular_density.py', args)
         assert 'error' in stderr and not tensorflow_imported, (args, stderr)
+
+
+PUBLIC = os.path.join(ROOT, 'tests', 'runs', 'pytorch')
+
+
+def test_a_checkpoint_of_the_public_code_reports_its_test_nll(data_dir, tmp_path):
+    """density_estimation.py's checkpoint of a power-sized BNAF (2 networks, 2 tanh layers, 4 units per
+    dimension, gated): --epochs 0 reports the test NLL of its Polyak averages, as that code evaluates it."""
+    import numpy as np
+    import tensorflow as tf
+
+    from emerging.averaging import PolyakAverage
+    from emerging.data import tabular as tabular_data
+    from emerging.runs.torch_files import read_torch_file
+    from emerging.vector import public_bnaf, public_polyak_averages
+
+    path = os.path.join(PUBLIC, 'bnaf_d6_gated.pt')
+    flags = ['--dataset', 'power', '--data_dir', data_dir, '--flows', '2', '--layers', '2', '--hidden_dim', '4',
+             '--residual', 'gated', '--output_dir', str(tmp_path)]
+    out = tabular(*flags, '--restore_file', path, '--epochs', '0').stdout
+    assert f'from {path}' in out and 'not trained' in out
+    reported = float(TEST_LINE.match(out.splitlines()[-1])[1])
+    saved = read_torch_file(path)
+    flow, order = public_bnaf(saved['model'], 'gated')
+    polyak = PolyakAverage(flow.variables, 0.998)
+    polyak.assign_averages(public_polyak_averages(flow, order, saved['optimizer']))
+    polyak.swap_polyak()
+    test = tabular_data.load('power', data_dir)[2]
+    expected = -flow.density_distribution().log_prob(tf.constant(test)).numpy().mean()
+    assert abs(reported - expected) <= 6e-5, (reported, expected)
+    # training goes on from it
+    trained = tabular(*flags, '--restore_file', path, '--epochs', '1').stdout
+    assert [e[0] for e in epochs(trained)] == [1] and TEST_LINE.match(trained.splitlines()[-1])
+    # a layout the flags do not describe, or another flow, is refused before any work
+    wrong = tabular(*[f if f != '4' else '5' for f in flags], '--restore_file', path, '--epochs', '0', check=False)
+    assert wrong.returncode == 2 and 'hidden units per dimension (--hidden_dim): 4 in the checkpoint, 5 by the flags' \
+        in wrong.stderr and np.isfinite(expected)
+    maf = tabular(*flags, '--flow', 'maf', '--restore_file', path, check=False)
+    assert maf.returncode == 2 and 'needs --flow bnaf' in maf.stderr
+
+
+def test_a_checkpoint_of_this_script_evaluates_to_its_own_test_line(data_dir, tmp_path):
+    flags = ['--dataset', 'power', '--data_dir', data_dir, '--flows', '2', '--output_dir', str(tmp_path)]
+    trained = tabular(*flags, '--epochs', '2').stdout
+    again = tabular(*flags, '--epochs', '0', '--restore_file', str(tmp_path / 'best'),
+                    '--output_dir', str(tmp_path / 'again')).stdout
+    assert again.splitlines()[-1] == trained.splitlines()[-1]
+    other = tabular(*flags[:-4], '--flows', '3', '--epochs', '0', '--restore_file', str(tmp_path / 'best'),
+                    '--output_dir', str(tmp_path / 'other'), check=False)
+    assert other.returncode == 2 and 'does not fit --flow bnaf with these flags' in other.stderr

@@ -59,3 +59,27 @@ def test_bad_input_is_a_clear_error(args, message):
 def test_bad_input_is_reported_before_tensorflow_loads(args):
     stderr, tensorflow_imported = script_error_imports('toy_density.py', args)
     assert 'error' in stderr and not tensorflow_imported
+
+
+def test_a_checkpoint_of_the_public_toy_code_plots_and_reports_its_nll(tmp_path):
+    """toy2d.py's checkpoint (2 networks of 3 tanh layers, 8 units per dimension): --plot draws it and the test
+    line is its NLL on the 10,000 test points."""
+    import numpy as np
+    import tensorflow as tf
+
+    from emerging.data import toy2d
+    from emerging.runs.torch_files import read_torch_file
+    from emerging.vector import public_bnaf
+
+    path = os.path.join(ROOT, 'tests', 'runs', 'pytorch', 'bnaf_d2_toy.pt')
+    flags = ['--plot', '--restore_file', path, '--dataset', '8gaussians', '--hidden_dim', '8', '--output_dir',
+             str(tmp_path)]
+    out = toy(*flags, '--n_hidden', '3').stdout
+    assert os.path.exists(tmp_path / 'step_0.png')
+    reported = float(NLL.match(out.splitlines()[-1])[1])
+    flow = public_bnaf(read_torch_file(path)['model'], 'gated')[0]
+    test = toy2d.sample('8gaussians', 10000, np.random.default_rng(1))  # the script's test points for --seed 0
+    expected = -flow.density_distribution().log_prob(tf.constant(test, tf.float32)).numpy().mean()
+    assert abs(reported - expected) <= 6e-5, (reported, expected)
+    wrong = toy(*flags, '--n_hidden', '2', check=False)
+    assert wrong.returncode == 2 and 'tanh layers per network: 3 in the checkpoint, 2 by the flags' in wrong.stderr

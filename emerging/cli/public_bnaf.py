@@ -1,0 +1,61 @@
+"""Checkpoints of the public BNAF code for the density scripts' --restore_file (toy.py, tabular.py).
+
+density_estimation.py saves `{'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'epoch': e}`
+and toy2d.py `{'model': ..., 'optimizer': ...}` with `torch.save`; such a file is read without PyTorch
+(emerging.runs.torch_files) and becomes a BNAF of this package with the same weights (emerging.vector
+.public_bnaf), once its layout is checked against the flags that describe it.
+"""
+import os
+import zipfile
+
+from emerging.errors import InputError
+
+
+def is_torch_file(path: str) -> bool:
+    """Whether `path` is a file `torch.save` wrote (a zip archive), not a TensorFlow checkpoint prefix.
+
+    Args:
+      path: the --restore_file value.
+
+    Returns:
+      True for a zip archive.
+    """
+    return os.path.isfile(path) and zipfile.is_zipfile(path)
+
+
+def load_public_bnaf(path: str, residual, dims: int, n_flows: int, n_tanh: int, hidden: int) -> tuple:
+    """The BNAF of a public BNAF checkpoint, checked against the flags.
+
+    Args:
+      path: the checkpoint file.
+      residual: the residual of every network but the last (--residual; 'gated' for toy2d.py's models).
+      dims, n_flows, n_tanh, hidden: what the flags describe (dimensions of the data, networks, tanh layers per
+        network, which is the public --layers, hidden units per dimension); n_flows None: as the checkpoint has.
+
+    Returns:
+      (the `VectorFlow`, its variables in the checkpoint's parameter order, the saved dict).
+
+    Raises:
+      InputError: naming the file and what does not fit.
+    """
+    from emerging.runs.torch_files import read_torch_file
+    from emerging.vector import public_bnaf
+
+    saved = read_torch_file(path)
+    if not isinstance(saved, dict) or not isinstance(saved.get('model'), dict):
+        raise InputError(f'{path} holds no "model" state dict: not a checkpoint of the public BNAF code')
+    try:
+        flow, order = public_bnaf(saved['model'], residual)
+    except ValueError as error:
+        raise InputError(f'{path}: {error}') from None
+    state, first = saved['model'], saved['model']['0.0._weight']
+    found = {'dimensions': first.shape[1], 'networks (--flows)': len({name.split('.')[0] for name in state}),
+             'hidden units per dimension (--hidden_dim)': first.shape[0] // first.shape[1],
+             'tanh layers per network': sum(name.startswith('0.') and name.endswith('._weight') for name in state) - 1}
+    wanted = {'dimensions': dims, 'networks (--flows)': n_flows, 'hidden units per dimension (--hidden_dim)': hidden,
+              'tanh layers per network': n_tanh}
+    wrong = [f'{name}: {found[name]} in the checkpoint, {value} by the flags' for name, value in wanted.items()
+             if value is not None and found[name] != value]
+    if wrong:
+        raise InputError(f'{path} does not fit the flags: ' + '; '.join(wrong))
+    return flow, order, saved
