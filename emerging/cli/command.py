@@ -6,6 +6,7 @@
     emerging manipulate  attribute manipulation along mean latent differences
     emerging export      a SavedModel of a run
     emerging import-tf1  a checkpoint of the original TF1 code as a run of this port
+    emerging import-resflow  a checkpoint of the public Residual Flows code as a run of this port
 
 Installed as the console script `emerging` (this module's `main`); also
 `python -m emerging`.  Each
@@ -21,7 +22,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # subcommand -> module of emerging.cli; each module has add_parser(subparsers) and run(args) -> exit code
 SUBCOMMANDS = {'evaluate': 'evaluate', 'sample': 'sample', 'interpolate': 'interpolate',
-               'manipulate': 'manipulate', 'export': 'export', 'import-tf1': 'import_tf1'}
+               'manipulate': 'manipulate', 'export': 'export', 'import-tf1': 'import_tf1',
+               'import-resflow': 'import_resflow'}
 
 
 def build_parser():
