@@ -3,15 +3,17 @@
     python scripts/toy_density.py --train --dataset 8gaussians --flow bnaf --output_dir runs/8gaussians_bnaf
     python scripts/toy_density.py --plot --restore_file runs/8gaussians_bnaf/checkpoint --dataset 8gaussians
 
-Data sets (8gaussians, checkerboard, 2spirals, rings, moons) train by maximum likelihood on fresh samples of the
-known distribution every step; energies (u1-u4) by the reverse KL, E_q[log q(x) + u(x)] with x drawn through the
-flow's sampling direction.  Adam (amsgrad), gradients clipped to --clip_norm, the learning rate times --lr_decay
-after --lr_patience steps without a new best loss (not below 5e-4).  Every --log_interval steps, and at the end,
-{output_dir}/step_<N>.png shows the target density, the learned density and samples side by side.  The last line
-is `test nll: <X> nats (true: <H>)` on 10,000 fresh samples (H the distribution's entropy), or for an energy
-`KL gap: <X> nats` (KL(q || p) with p's normaliser by quadrature).  --restore_file also takes a checkpoint.pt of
-the public BNAF toy2d.py (its networks, with its layout: gated residuals but none on the last network); such a
-flow does not map onto all of R^2, so its sampling panel shows only latents it can reach.
+The data sets of emerging.data.toy2d train by maximum likelihood on fresh samples of the known distribution every
+step; energies (u1-u4) by the reverse KL, E_q[log q(x) + u(x)] with x drawn through the flow's sampling direction.
+Adam (amsgrad), gradients clipped to --clip_norm, the learning rate times --lr_decay after --lr_patience steps
+without a new best loss (not below 5e-4).  BNAF has the public code's layout: --n_flows networks, each but the last
+with the --residual; the last has none, so the density BNAF reaches a bounded set of latents and its samples are
+the base draws inside it (the fraction is in the panel's title).  The public toy2d.py's flag names are accepted
+too: --learning_rate, --batch_dim, --steps, --layers, --flows, --patience, --decay (its defaults: 0.1, 200, 20000,
+3, 1, 2000, 0.5).  Every --log_interval steps, and at the end, {output_dir}/step_<N>.png shows the target density,
+the learned density and samples side by side.  The last line is `test nll: <X> nats (true: <H>)` on 10,000 fresh
+samples (H the distribution's entropy), or for an energy `KL gap: <X> nats` (KL(q || p) with p's normaliser by
+quadrature).  --restore_file also takes a checkpoint.pt of the public BNAF toy2d.py.
 """
 import argparse
 import math
@@ -19,13 +21,14 @@ import os
 import sys
 import time
 
-from emerging.choices import VECTOR_FLOWS
+from emerging.choices import BNAF_RESIDUALS, VECTOR_FLOWS
+from emerging.cli import toy_plots
 from emerging.cli.paths import check_output_folder
 from emerging.cli.public_bnaf import is_torch_file, load_public_bnaf
 from emerging.data import toy2d
 
 PROG = 'toy_density.py'
-LIMIT, RESOLUTION, N_TEST = 4.5, 150, 10000
+N_TEST = 10000
 
 
 def build_parser():
@@ -36,17 +39,26 @@ def build_parser():
     mode.add_argument('--plot', action='store_true', help='plot (and evaluate) the model of --restore_file')
     p.add_argument('--restore_file', default='',
                    help='checkpoint to start from / to plot: a prefix this script wrote, or a checkpoint.pt of the '
-                        'public BNAF toy2d.py for the same --n_hidden (its --layers) and --hidden_dim')
+                        'public BNAF toy2d.py run with the same --flows, --layers and --hidden_dim')
     p.add_argument('--dataset', default='8gaussians', choices=toy2d.DATASETS + toy2d.ENERGIES)
     p.add_argument('--flow', default='bnaf', choices=VECTOR_FLOWS)
-    p.add_argument('--n_steps', type=int, default=20000)
-    p.add_argument('--n_hidden', type=int, default=2, help='tanh hidden layers per network')
+    p.add_argument('--n_steps', '--steps', dest='n_steps', type=int, default=20000, help='training steps')
+    p.add_argument('--n_hidden', '--layers', dest='n_hidden', type=int, default=2,
+                   help='tanh hidden layers per network (the public toy2d.py\'s --layers)')
     p.add_argument('--hidden_dim', type=int, default=50, help='hidden units (per dimension for BNAF)')
-    p.add_argument('--batch_size', type=int, default=200)
-    p.add_argument('--lr', type=float, default=1e-2)
-    p.add_argument('--lr_decay', type=float, default=0.5)
-    p.add_argument('--lr_patience', type=int, default=2000)
-    p.add_argument('--clip_norm', type=float, default=0.1)
+    p.add_argument('--n_flows', '--flows', dest='n_flows', type=int, default=1,
+                   help='BNAF networks, the coordinates reversed between them')
+    p.add_argument('--residual', default='gated', choices=BNAF_RESIDUALS,
+                   help='the residual of every BNAF network but the last, which has none (as in the public code)')
+    p.add_argument('--batch_size', '--batch_dim', dest='batch_size', type=int, default=200,
+                   help='fresh samples per step')
+    p.add_argument('--lr', '--learning_rate', dest='lr', type=float, default=1e-2,
+                   help='Adam\'s (amsgrad) initial learning rate')
+    p.add_argument('--lr_decay', '--decay', dest='lr_decay', type=float, default=0.5,
+                   help='the learning rate\'s factor on a plateau')
+    p.add_argument('--lr_patience', '--patience', dest='lr_patience', type=int, default=2000,
+                   help='steps without a new best loss before the learning rate decays (never below 5e-4)')
+    p.add_argument('--clip_norm', type=float, default=0.1, help='the gradients\' global norm is clipped to this')
     p.add_argument('--log_interval', type=int, default=1000)
     p.add_argument('--output_dir', default='toy_runs')
     p.add_argument('--seed', type=int, default=0)
@@ -56,7 +68,7 @@ def build_parser():
 
 def check(args):
     """Raise ValueError / FileNotFoundError naming the first bad flag."""
-    for flag in ('n_steps', 'n_hidden', 'hidden_dim', 'batch_size', 'log_interval', 'lr_patience'):
+    for flag in ('n_steps', 'n_hidden', 'hidden_dim', 'n_flows', 'batch_size', 'log_interval', 'lr_patience'):
         if getattr(args, flag) < 1:
             raise ValueError(f'--{flag} must be positive, got {getattr(args, flag)}')
     if not 0. < args.lr_decay <= 1. or args.lr <= 0. or args.clip_norm <= 0.:
@@ -91,10 +103,11 @@ def main(argv=None):
     energy_mode = args.dataset in toy2d.ENERGIES
     public = args.restore_file and is_torch_file(args.restore_file)
     try:
-        if public:  # toy2d.py's layout: gated residuals, none on the last network; its networks as the file has
-            flow = load_public_bnaf(args.restore_file, 'gated', 2, None, args.n_hidden, args.hidden_dim)[0]
+        if public:  # toy2d.py's layout: gated residuals, none on the last network
+            flow = load_public_bnaf(args.restore_file, 'gated', 2, args.n_flows, args.n_hidden, args.hidden_dim)[0]
         else:
-            flow = build_flow(args.flow, 2, args.hidden_dim, args.n_hidden, seed=args.seed)
+            flow = build_flow(args.flow, 2, args.hidden_dim, args.n_hidden, args.n_flows,
+                              BNAF_RESIDUALS[args.residual], seed=args.seed)
         if args.restore_file and not public:
             check_matches(args.restore_file, tf.train.Checkpoint(variables=flow.variables), ['variables'],
                           f'--flow {args.flow} with these flags')
@@ -120,35 +133,21 @@ def main(argv=None):
     train_step = clipped_train_step(loss_fn, flow.variables, optimizer, args.clip_norm)
 
     def plot(step):
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-        axis = np.linspace(-LIMIT, LIMIT, RESOLUTION)
-        grid = np.stack(np.meshgrid(axis, axis, indexing='xy'), axis=-1).reshape(-1, 2)
+        grid = toy_plots.grid_points()
         if energy_mode:
             target = np.exp(-toy2d.energy(args.dataset, grid) - log_z)
             model = flow.sampler_distribution()
+            samples = tf.function(lambda: model.sample(toy_plots.N_SAMPLES))()
+            title = f'{args.flow}, step {step}'
         else:
             target = np.exp(toy2d.log_density(args.dataset, grid))
             model = flow.density_distribution()
-        # compiled: BNAF's sampling (density) or log-density (energy) is a root find
-        samples = tf.function(lambda: model.sample(2000))()
+            # compiled: BNAF's sampling is a root find; draws its last network cannot reach are rejected
+            samples, kept = tf.function(lambda: flow.density_samples(toy_plots.N_SAMPLES))()
+            title = f'{args.flow}, step {step}' + (f' ({float(kept):.0%} of N(0, I))' if float(kept) < 1. else '')
         learned = np.exp(tf.function(model.log_prob)(tf.constant(grid, tf.float32)).numpy())
-        figure, axes = plt.subplots(1, 3, figsize=(9, 3))
-        for ax, image, title in ((axes[0], target, 'target'), (axes[1], learned, f'{args.flow}, step {step}')):
-            ax.imshow(image.reshape(RESOLUTION, RESOLUTION), origin='lower', extent=(-LIMIT, LIMIT, -LIMIT, LIMIT))
-            ax.set_title(title)
-        samples = samples.numpy()
-        axes[2].hist2d(samples[:, 0], samples[:, 1], bins=80, range=[[-LIMIT, LIMIT], [-LIMIT, LIMIT]])
-        axes[2].set_title('samples')
-        for ax in axes:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        figure.tight_layout()
         path = os.path.join(args.output_dir, f'step_{step}.png')
-        figure.savefig(path, dpi=60)
-        plt.close(figure)
-        return path
+        return toy_plots.save_density_panels(path, target, learned, samples.numpy(), title)
 
     if args.train:
         schedule = Plateau(args.lr, args.lr_decay, args.lr_patience)

@@ -32,9 +32,24 @@ def test_flows_have_the_shapes_finite_gradients_and_about_bnafs_size(kind, dims)
 
 def test_density_samples_invert_to_their_base_points():
     flow = build_flow('bnaf', 3, hidden_dim=6, n_hidden=2, n_flows=2)
-    base = tf.constant(np.random.default_rng(2).normal(size=[9, 3]), tf.float32)
-    points = flow.density.forward(base)  # the root find
-    np.testing.assert_allclose(flow.density.inverse(points).numpy(), base.numpy(), atol=1e-4)
+    points, kept = flow.density_samples(400, seed=2)  # at initialisation the image holds a few percent of the base
+    assert points.shape[0] == round(400 * float(kept)) > 0
+    base = flow.density.inverse(tf.identity(points))  # a new tensor: not TFP's cached pair
+    np.testing.assert_allclose(flow.density.forward(tf.identity(base)).numpy(), points.numpy(), atol=1e-3)
+
+
+def test_the_last_bnaf_network_has_no_residual_so_far_latents_are_rejected():
+    """The public layout: the last network is bounded, so the density BNAF reaches only a bounded set of latents."""
+    flow = build_flow('bnaf', 2, hidden_dim=4, n_hidden=2, n_flows=2, residual='gated')
+    networks = [b for b in flow.sampler.bijectors if hasattr(b, '_network')]
+    assert [n._network.residual for n in networks] == [None, 'gated']  # a Chain lists the last applied first
+    bound = sum(float(tf.reduce_sum(tf.abs(layer.weights_and_log_diagonal()[0]))) + float(tf.reduce_sum(tf.abs(
+        layer.bias))) for layer in networks[0]._network.layers_[-1:])
+    far = tf.constant([[bound + 1., 0.]], tf.float32)  # beyond what the last network can output
+    far_point = flow.density.forward(far)
+    assert not np.allclose(flow.density.inverse(tf.identity(far_point)).numpy(), far.numpy(), atol=1e-2)
+    for kind in ('maf', 'realnvp'):
+        assert float(build_flow(kind, 2, hidden_dim=4, n_hidden=1).density_samples(50, seed=0)[1]) == 1.
 
 
 def test_bad_flows_are_errors():
