@@ -24,6 +24,9 @@ COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
 OPTIMIZERS = ('adam', 'adamax', 'adam2')
 #: activations of a residual block's network ('swish' is the Residual Flows code's name for LipSwish)
 LIPSCHITZ_ACTIVATIONS = ('swish', 'lipswish', 'elu', 'softplus')
+#: activations of the residual blocks on vectors (emerging.vector.residual; --act of train_resflow_toy.py, whose
+#: public train_toy.py offers relu, tanh, elu, selu, fullsort, maxmin, swish, lcube): all 1-Lipschitz but selu
+VECTOR_ACTIVATIONS = LIPSCHITZ_ACTIVATIONS + ('relu', 'tanh', 'selu', 'lcube', 'fullsort', 'maxmin')
 #: distributions of the Russian-roulette number of power-series terms
 ROULETTE_DISTRIBUTIONS = ('poisson', 'geometric')
 #: flows on vectors (emerging.vector.build_flow)

@@ -19,7 +19,7 @@ ALLOWED = {
     'emerging.averaging': set(),
     'emerging.data': {'emerging.exports', 'emerging.choices', 'emerging.errors'},
     'emerging.flows': {'emerging.choices', 'emerging.errors'},
-    'emerging.vector': {'emerging.choices', 'emerging.errors', 'emerging.averaging'},
+    'emerging.vector': {'emerging.choices', 'emerging.errors', 'emerging.averaging', 'emerging.flows'},
     'emerging.models': {'emerging.exports', 'emerging.choices', 'emerging.errors', 'emerging.flows'},
     'emerging.runs': {'emerging', 'emerging.exports', 'emerging.choices', 'emerging.errors', 'emerging.averaging',
                       'emerging.flows', 'emerging.models'},

@@ -15,10 +15,24 @@ returns both directions of every flow in TFP's sense (`VectorFlow.density`,
 * stacks.py    `build_flow`: BNAF, MAF or RealNVP of about the same size, as a `VectorFlow`;
                `public_bnaf`, `public_polyak_averages`: the BNAF of a checkpoint of the public BNAF code
 * training.py  `clipped_train_step`, `Plateau` (the public BNAF code's schedule)
+* residual.py  `VectorResidualBlock` (z = x + g(x), spectrally normalised g, exact or estimated log-det,
+               fixed-point inverse), its activations and bijector
+* toy_stacks.py  the public train_toy.py's models: `VectorActNorm`, `VectorMovingBatchNorm`,
+               `VectorCouplingBlock`, `VectorFlowStack`, `build_toy_flow`
 """
 from emerging.vector.bnaf import BNAFBijector, BNAFFlow, BNAFNetwork, MaskedWeight
+from emerging.vector.residual import VectorActivation, VectorLayerBijector, VectorResidualBlock
 from emerging.vector.stacks import VectorFlow, build_flow, public_bnaf, public_polyak_averages
+from emerging.vector.toy_stacks import (
+    VectorActNorm,
+    VectorCouplingBlock,
+    VectorFlowStack,
+    VectorMovingBatchNorm,
+    build_toy_flow,
+)
 from emerging.vector.training import Plateau, clipped_train_step
 
-__all__ = ['BNAFBijector', 'BNAFFlow', 'BNAFNetwork', 'MaskedWeight', 'Plateau', 'VectorFlow', 'build_flow',
-           'clipped_train_step', 'public_bnaf', 'public_polyak_averages']
+__all__ = ['BNAFBijector', 'BNAFFlow', 'BNAFNetwork', 'MaskedWeight', 'Plateau', 'VectorActivation', 'VectorActNorm',
+           'VectorCouplingBlock', 'VectorFlow', 'VectorFlowStack', 'VectorLayerBijector', 'VectorMovingBatchNorm',
+           'VectorResidualBlock', 'build_flow', 'build_toy_flow', 'clipped_train_step', 'public_bnaf',
+           'public_polyak_averages']
