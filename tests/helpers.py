@@ -43,6 +43,15 @@ def train(args, timeout=600, check=True):
     return result
 
 
+def run_script(script, args, timeout=600, check=True):
+    """`python scripts/SCRIPT ARGS` in a subprocess; with `check`, a failure is an AssertionError showing its output."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', script), *args], cwd=ROOT, env=env(),
+                            capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
 def emerging_cli(args, timeout=600, check=True):
     """`python -m emerging ARGS` in a subprocess, as a user runs the command line."""
     result = subprocess.run([sys.executable, '-m', 'emerging', *args], cwd=ROOT, env=env(), capture_output=True,

@@ -38,6 +38,29 @@ from emerging.flows.residual_log_det import gradient_in_forward, log_det_estimat
 INVERSE_TOL, INVERSE_MAX_ITERATIONS = 1e-5, 1000
 
 
+def fixed_point_inverse(g, z):
+    """x with x + g(x) = z, by x <- z - g(x) from x = z - g(z) until every |x - x_prev| <= atol + rtol |z|
+    (`INVERSE_TOL` both) or `INVERSE_MAX_ITERATIONS` iterations; in-graph (a `tf.while_loop`).
+
+    Args:
+      g: the residual function, a contraction (Lip(g) < 1), of a tensor shaped as z.
+      z: the latent.
+
+    Returns:
+      x, shaped as z.
+    """
+    tol = INVERSE_TOL + tf.abs(z) * INVERSE_TOL
+
+    def body(i, x, x_prev):
+        return i + 1, z - g(x), x
+
+    def not_converged(i, x, x_prev):
+        return tf.logical_and(i < INVERSE_MAX_ITERATIONS, tf.reduce_any(tf.abs(x - x_prev) > tol))
+
+    _, x, _ = tf.while_loop(not_converged, body, (tf.constant(0), z - g(z), z))
+    return x
+
+
 class ResidualBlockBijector(JointFlowBijector):
     """TFP direction: forward = latent -> data (fixed point), inverse = data -> latent (x + g(x)).
     Condition `training=True` selects the training estimator and updates the spectral norms;
@@ -210,16 +233,7 @@ class ResidualBlock(FlowLayer):
     def invert(self, z):
         """Latent -> data by the fixed-point iteration x = z - g(x)."""
         params = self.params()
-        tol = INVERSE_TOL + tf.abs(z) * INVERSE_TOL
-
-        def body(i, x, x_prev):
-            return i + 1, z - self.g(x, params), x
-
-        def not_converged(i, x, x_prev):
-            return tf.logical_and(i < INVERSE_MAX_ITERATIONS, tf.reduce_any(tf.abs(x - x_prev) > tol))
-
-        _, x, _ = tf.while_loop(not_converged, body, (tf.constant(0), z - self.g(z, params), z))
-        return x
+        return fixed_point_inverse(lambda x: self.g(x, params), z)
 
     def brute_force_log_det(self, x):
         """log|det(I + dg/dx)| per example from the full Jacobian (x [N, H, W, C], small)."""

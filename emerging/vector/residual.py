@@ -47,7 +47,7 @@ import tf_keras
 
 from emerging.choices import LIPSCHITZ_ACTIVATIONS, ROULETTE_DISTRIBUTIONS, VECTOR_ACTIVATIONS, described
 from emerging.flows.nets.lipschitz import Activation, SpectralNormDense
-from emerging.flows.residual import INVERSE_MAX_ITERATIONS, INVERSE_TOL
+from emerging.flows.residual import fixed_point_inverse
 from emerging.flows.residual_log_det import log_det_estimate, series_terms
 
 tfb, tfd = tfp.bijectors, tfp.distributions
@@ -340,16 +340,7 @@ class VectorResidualBlock(tf_keras.layers.Layer):
     def invert(self, z):
         """Latent -> data [N, D] by the fixed-point iteration x = z - g(x)."""
         params = self.params()
-        tol = INVERSE_TOL + tf.abs(z) * INVERSE_TOL
-
-        def body(i, x, x_prev):
-            return i + 1, z - self.g(x, params), x
-
-        def not_converged(i, x, x_prev):
-            return tf.logical_and(i < INVERSE_MAX_ITERATIONS, tf.reduce_any(tf.abs(x - x_prev) > tol))
-
-        _, x, _ = tf.while_loop(not_converged, body, (tf.constant(0), z - self.g(z, params), z))
-        return x
+        return fixed_point_inverse(lambda x: self.g(x, params), z)
 
     def update_spectral_norms(self, n_iterations: int | None = None):
         """Power iterations on every layer from the stored u, v: `n_iterations`, or `n_lipschitz_iters` when None."""

@@ -4,14 +4,12 @@ the best checkpoint and the two final lines, and resume from the checkpoint; bad
 before TensorFlow loads."""
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from emerging.cli.resflow_toy import build_parser, check
 from emerging.data import toy2d
-from tests.helpers import ROOT, env, script_error_imports
+from tests.helpers import run_script, script_error_imports
 
 # train_toy.py's flags (argparse dests) and defaults
 PUBLIC_DEFAULTS = {
@@ -36,11 +34,7 @@ TEST = re.compile(r'^\[TEST\] Iter (\d{4}) \| Test Loss (-?\d+\.\d{6}) \| Test L
 
 
 def run(*args, check=True):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'train_resflow_toy.py'), *args], cwd=ROOT,
-                            env=env(), capture_output=True, text=True, timeout=900)
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
+    return run_script('train_resflow_toy.py', args, timeout=900, check=check)
 
 
 def final_nll(stdout):

@@ -3,13 +3,11 @@ restore of the best weights, early stopping, the test line, bad input."""
 import glob
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from tests.data import tabular_files
-from tests.helpers import ROOT, env, script_error_imports
+from tests.helpers import ROOT, run_script, script_error_imports
 
 pytestmark = pytest.mark.slow  # subprocesses
 
@@ -23,12 +21,7 @@ def data_dir(tmp_path_factory):
 
 
 def tabular(*args, check=True):
-    script = os.path.join(ROOT, 'scripts', 'tabular_density.py')
-    result = subprocess.run([sys.executable, script, *args, '--no_progress'],
-                            cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
+    return run_script('tabular_density.py', [*args, '--no_progress'], check=check)
 
 
 def epochs(stdout):

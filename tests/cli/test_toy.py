@@ -1,22 +1,16 @@
 """scripts/toy_density.py end to end on tiny settings: every flow, data and energy, plots, restore, bad input."""
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.helpers import ROOT, env, script_error_imports
+from tests.helpers import ROOT, run_script, script_error_imports
 
 pytestmark = pytest.mark.slow  # subprocesses
 
 
 def toy(*args, check=True):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'toy_density.py'), *args], cwd=ROOT,
-                            env=env(), capture_output=True, text=True, timeout=600)
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
+    return run_script('toy_density.py', args, check=check)
 
 
 NLL = re.compile(r'^test nll: (-?\d+\.\d{4}) \+- \d+\.\d{4} nats \(true: (-?\d+\.\d{4}) \+- \d+\.\d{4}\)$')
