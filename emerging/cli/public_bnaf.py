@@ -23,6 +23,29 @@ def is_torch_file(path: str) -> bool:
     return os.path.isfile(path) and zipfile.is_zipfile(path)
 
 
+def check_restore_file(path: str, flow: str) -> None:
+    """The density scripts' --restore_file check, before TensorFlow loads: a checkpoint.pt of the public BNAF code
+    (for --flow bnaf only) or a TensorFlow checkpoint prefix.
+
+    Args:
+      path: the --restore_file value ('' for none).
+      flow: the --flow value.
+
+    Raises:
+      FileNotFoundError: when neither kind of checkpoint is there.
+      ValueError: when a public BNAF checkpoint is given with another --flow.
+    """
+    if not path:
+        return
+    public = is_torch_file(path)
+    if not (public or os.path.exists(path + '.index')):
+        raise FileNotFoundError(f'--restore_file {path}: neither a checkpoint.pt file nor a checkpoint prefix '
+                                f'(expected {path}.index)')
+    if public and flow != 'bnaf':
+        raise ValueError(f'--restore_file {path} is a checkpoint of the public BNAF code: it needs --flow bnaf, '
+                         f'not {flow}')
+
+
 def load_public_bnaf(path: str, residual, dims: int, n_flows: int, n_tanh: int, hidden: int) -> tuple:
     """The BNAF of a public BNAF checkpoint, checked against the flags.
 

@@ -22,7 +22,7 @@ import sys
 
 from emerging.choices import BNAF_RESIDUALS, VECTOR_FLOWS
 from emerging.cli.paths import check_output_folder
-from emerging.cli.public_bnaf import is_torch_file, load_public_bnaf
+from emerging.cli.public_bnaf import check_restore_file, is_torch_file, load_public_bnaf
 from emerging.data import tabular
 
 PROG = 'tabular_density.py'
@@ -66,12 +66,7 @@ def check(args):
             raise ValueError(f'--{flag} must be positive, got {getattr(args, flag)}')
     if args.epochs < (0 if args.restore_file else 1):
         raise ValueError(f'--epochs must be positive (0 only to evaluate a --restore_file), got {args.epochs}')
-    if args.restore_file and not (is_torch_file(args.restore_file) or os.path.exists(args.restore_file + '.index')):
-        raise FileNotFoundError(f'--restore_file {args.restore_file}: neither a checkpoint.pt file nor a checkpoint '
-                                f'prefix (expected {args.restore_file}.index)')
-    if args.restore_file and is_torch_file(args.restore_file) and args.flow != 'bnaf':
-        raise ValueError(f'--restore_file {args.restore_file} is a checkpoint of the public BNAF code: it needs '
-                         f'--flow bnaf, not {args.flow}')
+    check_restore_file(args.restore_file, args.flow)
     for flag in ('patience', 'cooldown', 'layers'):
         if getattr(args, flag) < 0:
             raise ValueError(f'--{flag} must not be negative, got {getattr(args, flag)}')

@@ -24,7 +24,7 @@ import time
 from emerging.choices import BNAF_RESIDUALS, VECTOR_FLOWS
 from emerging.cli import toy_plots
 from emerging.cli.paths import check_output_folder
-from emerging.cli.public_bnaf import is_torch_file, load_public_bnaf
+from emerging.cli.public_bnaf import check_restore_file, is_torch_file, load_public_bnaf
 from emerging.data import toy2d
 
 PROG = 'toy_density.py'
@@ -75,12 +75,7 @@ def check(args):
         raise ValueError('--lr and --clip_norm must be positive and --lr_decay in (0, 1]')
     if args.plot and not args.restore_file:
         raise ValueError('--plot needs --restore_file (a checkpoint prefix written by --train)')
-    if args.restore_file and not (is_torch_file(args.restore_file) or os.path.exists(args.restore_file + '.index')):
-        raise FileNotFoundError(f'--restore_file {args.restore_file}: no checkpoint there (expected '
-                                f'{args.restore_file}.index, or a checkpoint.pt file)')
-    if args.restore_file and is_torch_file(args.restore_file) and args.flow != 'bnaf':
-        raise ValueError(f'--restore_file {args.restore_file} is a checkpoint of the public BNAF code: it needs '
-                         f'--flow bnaf, not {args.flow}')
+    check_restore_file(args.restore_file, args.flow)
     check_output_folder(args.output_dir, '--output_dir')
 
 
