@@ -20,6 +20,8 @@ from emerging.data.problems import DIGITS_N_TEST, N_Y, TFRECORD_PROBLEMS, DataCo
 from emerging.data.tfrecords import check_first_record, find_shards, parse_record, read_shards
 from emerging.errors import InputError
 
+DOWNLOAD_HOST_TIMEOUT = 5.0  # seconds to wait for a tfds download host before saying it cannot be reached
+
 
 @dataclasses.dataclass
 class Data:
@@ -66,6 +68,14 @@ def _load_tfds(name, data_dir, rank, size, channels=3):
     """(train, test) of this process's share; mnist is padded to 32x32 and repeated to 3 channels
     (the original's layout) unless `channels` is 1 (28x28x1)."""
     import tensorflow_datasets as tfds
+    where = data_dir or '~/tensorflow_datasets'
+    advice = f'Prepare it with `tfds build {name} --data_dir DIR` on a machine with internet and pass --data_dir DIR.'
+    builder = tfds.builder(name, data_dir=data_dir or None)
+    if not builder.is_prepared():
+        unreachable = _unreachable_download_host(builder.url_infos or {})
+        if unreachable:
+            raise FileNotFoundError(f'tensorflow-datasets has no prepared {name!r} in data_dir {where} and could '
+                                    f'not download it: {unreachable}. {advice}')
     out = []
     for split in ('train', 'test'):
         try:
@@ -73,10 +83,8 @@ def _load_tfds(name, data_dir, rank, size, channels=3):
                              as_supervised=True)
         except Exception as error:  # tfds raises many kinds; all mean "not available here"
             raise FileNotFoundError(
-                f'tensorflow-datasets could not load {name!r} ({split}) from data_dir '
-                f'{data_dir or "~/tensorflow_datasets"}'
-                f' and could not download it: {type(error).__name__}: {error}. Prepare it with '
-                f'`tfds build {name} --data_dir DIR` on a machine with internet and pass --data_dir DIR.') from None
+                f'tensorflow-datasets could not load {name!r} ({split}) from data_dir {where} and could not '
+                f'download it: {type(error).__name__}: {error}. {advice}') from None
         examples = list(tfds.as_numpy(data))
         images = np.stack([image for image, _ in examples]).astype(np.uint8)
         labels = np.array([label for _, label in examples])
@@ -85,6 +93,21 @@ def _load_tfds(name, data_dir, rank, size, channels=3):
             images = np.pad(images, pad, constant_values=images.min() if images.size else 0).repeat(3, axis=-1)
         out.append((images, np.asarray(labels, np.int32)))
     return out
+
+
+def _unreachable_download_host(url_infos) -> str:
+    """Why the first of the download hosts that cannot be reached fails ('' when all answer).  Checked before
+    tfds downloads, whose retries take minutes to give up on a machine without a network."""
+    import socket
+    from urllib.parse import urlparse
+
+    for host, port in sorted({(url.hostname, url.port or (443 if url.scheme == 'https' else 80))
+                              for url in map(urlparse, url_infos) if url.hostname}):
+        try:
+            socket.create_connection((host, port), timeout=DOWNLOAD_HOST_TIMEOUT).close()
+        except OSError as error:
+            return f'{host}:{port} cannot be reached ({error or type(error).__name__})'
+    return ''
 
 
 def _load_space(data_dir):

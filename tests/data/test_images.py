@@ -43,7 +43,10 @@ def test_digits_sharded_contiguously_per_process():
 
 @pytest.mark.parametrize('problem, native', [('cifar10', 32), ('mnist', 32)])
 @pytest.mark.slow
-def test_tfds_problems_train_on_mock_data(tmp_path, problem, native):
+def test_tfds_problems_train_on_mock_data(tmp_path, monkeypatch, problem, native):
+    from emerging.data import images
+    # mock_data serves examples of a data set that is not prepared on disk: nothing is downloaded
+    monkeypatch.setattr(images, '_unreachable_download_host', lambda url_infos: '')
     with tfds.testing.mock_data(num_examples=100):
         data = get_data(DataConfig(problem=problem, image_size=native, local_batch_train=8, local_batch_test=10,
                                    local_batch_init=8))
@@ -172,11 +175,13 @@ def test_tfds_data_that_cannot_be_downloaded_is_named(tmp_path, monkeypatch):
     """No data in --data_dir and no network: tfds's own build path fails in its downloader."""
     import tensorflow_datasets as tfds
 
+    from emerging.data import images
     from emerging.data.images import get_data
     from emerging.data.problems import DataConfig
 
     def offline(*args, **kwargs):
         raise ConnectionError('network is unreachable (simulated by the test)')
+    monkeypatch.setattr(images, '_unreachable_download_host', lambda url_infos: '')  # the host answers...
     monkeypatch.setattr(tfds.download.DownloadManager, 'download_and_extract', offline)
     monkeypatch.setattr(tfds.download.DownloadManager, 'download', offline)
     with pytest.raises(FileNotFoundError) as error:
@@ -185,3 +190,29 @@ def test_tfds_data_that_cannot_be_downloaded_is_named(tmp_path, monkeypatch):
     assert "could not load 'cifar10'" in message and str(tmp_path) in message
     assert 'could not download it' in message and 'network is unreachable' in message
     assert 'tfds build cifar10 --data_dir DIR' in message
+
+
+def test_unprepared_tfds_data_without_a_network_fails_in_seconds(tmp_path, monkeypatch):
+    """The download hosts are tried once with a short timeout before tfds's downloader, whose retries take
+    minutes to give up."""
+    import socket
+    import time
+
+    from emerging.data.images import get_data
+    from emerging.data.problems import DataConfig
+
+    tried = []
+
+    def unreachable(address, timeout=None):
+        tried.append((address, timeout))
+        raise OSError('[Errno -2] Name or service not known (simulated by the test)')
+    monkeypatch.setattr(socket, 'create_connection', unreachable)
+    start = time.monotonic()
+    with pytest.raises(FileNotFoundError) as error:
+        get_data(DataConfig(problem='mnist', data_dir=str(tmp_path), image_size=32))
+    assert time.monotonic() - start < 60
+    assert tried == [(('storage.googleapis.com', 443), 5.0)]
+    message = str(error.value)
+    assert "no prepared 'mnist'" in message and str(tmp_path) in message
+    assert 'storage.googleapis.com:443 cannot be reached (' in message and 'Name or service not known' in message
+    assert 'tfds build mnist --data_dir DIR' in message
