@@ -32,14 +32,16 @@ def add_run_arguments(parser):
 def add_data_arguments(parser):
     """train.py's data flags; each defaults to the run's own value."""
     group = parser.add_argument_group('data (default: as the run was trained)')
-    group.add_argument('--problem')
-    group.add_argument('--data_dir')
-    group.add_argument('--category')
-    group.add_argument('--n_test', type=int)
-    group.add_argument('--fmap', type=int)
-    group.add_argument('--pmap', type=int)
+    group.add_argument('--problem', help="the data set (train.py's --problem; a run of one data set can be "
+                                         "evaluated on another of the same image shape)")
+    group.add_argument('--data_dir', help='where the data set is (train.py --data_dir)')
+    group.add_argument('--category', help='LSUN category, appended to --data_dir')
+    group.add_argument('--n_test', type=int, help='test images to use (-1: the problem\'s whole test set)')
+    group.add_argument('--fmap', type=int, help='parallel file reads of TFRecord problems')
+    group.add_argument('--pmap', type=int, help='parallel map calls of the input pipeline')
     group.add_argument('--n_batch_train', type=int, help='sets the test batch as in train.py')
-    group.add_argument('--anchor_size', type=int)
+    group.add_argument('--anchor_size', type=int, help='batch sizes are scaled by (anchor/image_size)^2, as in '
+                                                       'train.py')
 
 
 def run_folder(args):

@@ -14,21 +14,42 @@ import sys
 
 from emerging.choices import WEIGHTS
 
+PROG = 'package_pretrained.py'
 
-def main(argv=None):
-    """package_pretrained.py: returns the exit code."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+
+def build_parser(prog=PROG):
+    """package_pretrained.py's parser (`prog`: the program's name in the usage line and error messages)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument('--logdir', required=True, help='the trained run')
     parser.add_argument('--name', required=True, help='the name under emerging/runs/pretrained/')
-    parser.add_argument('--weights', choices=WEIGHTS, default='best')
-    args = parser.parse_args(argv)
+    parser.add_argument('--weights', choices=WEIGHTS, default='best',
+                        help='the best validation checkpoint, the latest epoch\'s, or its Polyak averages')
+    return parser
+
+
+def main(argv=None, prog=PROG):
+    """package_pretrained.py: returns the exit code.
+
+    Args:
+      argv: the arguments (default: the process's).
+      prog: the program's name in the usage line and error messages.
+    """
+    args = build_parser(prog).parse_args(argv)
+    # the target folder is deleted and rewritten: a name that is not one folder would reach outside pretrained/
+    if args.name in ('', '.', '..') or os.path.basename(args.name) != args.name:
+        print(f'{prog}: error: --name {args.name!r} must be a plain folder name', file=sys.stderr)
+        return 2
 
     import tensorflow as tf
 
     from emerging.runs.folder import PRETRAINED, write_best
     from emerging.runs.load import load_run
 
-    run = load_run(args.logdir, args.weights)
+    try:
+        run = load_run(args.logdir, args.weights)
+    except (ValueError, FileNotFoundError) as error:
+        print(f'{prog}: error: {error}', file=sys.stderr)
+        return 2
     target = os.path.join(PRETRAINED, args.name)
     if os.path.exists(target):
         shutil.rmtree(target)

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 
+PROG = 'plot_logs.py'
 LABEL_KEYS = ('problem', 'flow_permutation', 'flow_coupling', 'decomposition', 'n_levels', 'depth', 'width',
               'learnprior', 'lr', 'n_batch_train', 'seed')
 IGNORED_KEYS = {'logdir', 'restore_path', 'data_dir', 'verbose', 'inference', 'export_dir', 'resume',
@@ -109,11 +110,24 @@ def final_table(runs, names, metric):
     return '\n'.join('  '.join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser(prog=PROG):
+    """plot_logs.py's parser (`prog`: the program's name in the usage line and error messages)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument('logdirs', nargs='+', help='log folders with train.txt (and test.txt)')
     parser.add_argument('--out', default='plots', help='folder for the PNGs')
-    parser.add_argument('--metrics', nargs='+', default=['bits_x', 'loss'])
+    parser.add_argument('--metrics', nargs='+', default=['bits_x', 'loss'],
+                        help='the statistics to plot, one PNG each; the table shows the first')
+    return parser
+
+
+def main(argv=None, prog=PROG):
+    """plot_logs.py: write the plots, print the table; returns the exit code.
+
+    Args:
+      argv: the arguments (default: the process's).
+      prog: the program's name in the usage line and error messages.
+    """
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         runs = [read_run(logdir) for logdir in args.logdirs]

@@ -44,10 +44,10 @@ LOG_MOMENTUM = 0.93  # train_toy.py's RunningAverageMeter(0.93)
 ADAM_BETAS, ADAM_EPSILON = (0.9, 0.999), 1e-8
 
 
-def build_parser():
+def build_parser(prog=PROG):
     """train_resflow_toy.py's parser: every flag of the public train_toy.py with its name and default, then this
-    port's."""
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0], allow_abbrev=False)
+    port's (`prog`: the program's name in the usage line and error messages)."""
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0], allow_abbrev=False)
     a = p.add_argument
     b = dict(type=str_to_bool, metavar='{True,False}')
     a('--data', type=str, default='pinwheel', choices=toy2d.DATASETS,
@@ -67,7 +67,8 @@ def build_parser():
       help='accepted, no effect, as in the public code: its linear layers (InducedNormLinear for 2-norms) use a '
            'tolerance only when the iteration count is None, which --n-lipschitz-iters never is')
     a('--rtol', type=float, default=None, help='as --atol')
-    a('--learn-p', default=False, help='learned induced norms: only False here', **b)
+    # True parses, and check refuses it naming the flag
+    a('--learn-p', default=False, help='learned induced norms: only False here', type=str_to_bool, metavar='{False}')
     a('--mixed', default=True, help='with --learn-p True one learned norm per layer; no effect otherwise', **b)
     a('--dims', type=str, default='128-128-128-128', help='the hidden widths of g joined by "-"')
     a('--act', type=str, choices=VECTOR_ACTIVATIONS, default='swish',
@@ -204,20 +205,26 @@ class RunningAverage:
         self.val = value
 
 
-def main(argv=None):
-    """train_resflow_toy.py: returns the exit code (0; 2 bad input; 3 a loss that is not finite)."""
+def main(argv=None, prog=PROG):
+    """train_resflow_toy.py: returns the exit code (0; 2 bad input; 3 a loss that is not finite).
+
+    Args:
+      argv: the arguments (default: the process's).
+      prog: the program's name in the usage line and error messages.
+    """
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         hidden, restore = check(args)
     except (ValueError, FileNotFoundError) as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
+        print(f'{prog}: error: {error}', file=sys.stderr)
         return 2
-    return run(args, hidden, restore)
+    return run(args, hidden, restore, prog)
 
 
-def run(args, hidden, restore):
-    """Build, [restore], train, validate, plot, test (see the module docstring); returns the exit code."""
+def run(args, hidden, restore, prog=PROG):
+    """Build, [restore], train, validate, plot, test (see the module docstring); returns the exit code (`prog`
+    names the program in error messages)."""
     import numpy as np
     import tensorflow as tf
     import tf_keras
@@ -258,7 +265,7 @@ def run(args, hidden, restore):
                 raise InputError(f'checkpoint {restore} does not fit {described}: it holds {len(stored)} model '
                                  f'variables, the model has {len(flow.variables)}')
         except ValueError as error:
-            print(f'{PROG}: error: --resume: {error}', file=sys.stderr)
+            print(f'{prog}: error: --resume: {error}', file=sys.stderr)
             return 2
         checkpoint.restore(restore).expect_partial()
 
@@ -361,7 +368,7 @@ def run(args, hidden, restore):
         if itr > start:  # the first call traces the graph
             train_time, timed_steps = train_time + elapsed, timed_steps + 1
         if not math.isfinite(loss):
-            print(f'{PROG}: error: the loss is not finite at iteration {itr}', file=sys.stderr)
+            print(f'{prog}: error: the loss is not finite at iteration {itr}', file=sys.stderr)
             log(f'Iter {itr:04d}: the loss is not finite ({loss})')
             return 3
         for key, value in (('time', elapsed), ('loss', loss), ('logpz', logpz), ('delta', log_det)):

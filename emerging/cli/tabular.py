@@ -28,34 +28,42 @@ from emerging.data import tabular
 PROG = 'tabular_density.py'
 
 
-def build_parser():
-    """tabular_density.py's parser (the public BNAF density_estimation.py's flags, plus --flow)."""
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    p.add_argument('--dataset', required=True, choices=tabular.DATASETS)
+def build_parser(prog=PROG):
+    """tabular_density.py's parser (the public BNAF density_estimation.py's flags, plus --flow); `prog` is the
+    program's name in the usage line and error messages."""
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p.add_argument('--dataset', required=True, choices=tabular.DATASETS, help='the benchmark')
     p.add_argument('--data_dir', required=True, help='the extracted data/ folder of the MAF benchmark archive')
-    p.add_argument('--flow', default='bnaf', choices=VECTOR_FLOWS)
-    p.add_argument('--learning_rate', type=float, default=1e-2)
-    p.add_argument('--batch_dim', type=int, default=200)
-    p.add_argument('--clip_norm', type=float, default=0.1)
-    p.add_argument('--epochs', type=int, default=1000)
-    p.add_argument('--patience', type=int, default=20)
-    p.add_argument('--cooldown', type=int, default=10)
-    p.add_argument('--early_stopping', type=int, default=100)
-    p.add_argument('--decay', type=float, default=0.5)
-    p.add_argument('--min_lr', type=float, default=5e-4)
-    p.add_argument('--polyak', type=float, default=0.998)
+    p.add_argument('--flow', default='bnaf', choices=VECTOR_FLOWS,
+                   help='bnaf, or a maf / realnvp stack of about the parameter count of the BNAF these flags describe')
+    p.add_argument('--learning_rate', type=float, default=1e-2, help='Adam\'s (amsgrad) initial learning rate')
+    p.add_argument('--batch_dim', type=int, default=200, help='the batch size of training and evaluation')
+    p.add_argument('--clip_norm', type=float, default=0.1, help='the gradients\' global norm is clipped to this')
+    p.add_argument('--epochs', type=int, default=1000, help='at most N epochs (0: only evaluate --restore_file)')
+    p.add_argument('--patience', type=int, default=20,
+                   help='epochs without a new best validation loss before the learning rate decays')
+    p.add_argument('--cooldown', type=int, default=10, help='epochs after a decay that --patience does not count')
+    p.add_argument('--early_stopping', type=int, default=100,
+                   help='stop after N epochs without a new best validation loss')
+    p.add_argument('--decay', type=float, default=0.5,
+                   help='the learning rate\'s factor on a plateau (the best weights restored)')
+    p.add_argument('--min_lr', type=float, default=5e-4, help='the learning rate\'s floor')
+    p.add_argument('--polyak', type=float, default=0.998,
+                   help='the decay of the Polyak average of the weights, which validation and test use')
     p.add_argument('--flows', type=int, default=5, help='BNAF networks, reversed between')
     p.add_argument('--layers', type=int, default=1,
                    help='tanh layers per network (0 builds one, as the public code does)')
     p.add_argument('--hidden_dim', type=int, default=10, help='hidden units per dimension')
-    p.add_argument('--residual', default='gated', choices=BNAF_RESIDUALS)
+    p.add_argument('--residual', default='gated', choices=BNAF_RESIDUALS,
+                   help='the residual of every BNAF network but the last, which has none (as in the public code)')
     p.add_argument('--restore_file', default='',
                    help='start from this checkpoint: a prefix this script wrote ({output_dir}/best), or a '
                         'checkpoint.pt of the public BNAF code for the same flags (its weights and Polyak averages); '
                         'with --epochs 0, only evaluate it')
-    p.add_argument('--output_dir', default='tabular_runs')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--no_progress', action='store_true')
+    p.add_argument('--output_dir', default='tabular_runs',
+                   help='the output folder: the best checkpoint ({output_dir}/best) and TensorBoard curves')
+    p.add_argument('--seed', type=int, default=0, help='seeds the initial weights and the order of the batches')
+    p.add_argument('--no_progress', action='store_true', help='no progress bars')
     return p
 
 
@@ -81,15 +89,20 @@ def check(args):
     check_output_folder(args.output_dir, '--output_dir')
 
 
-def main(argv=None):
-    """tabular_density.py: train, then the test line; returns the exit code (2 bad input, 3 diverged)."""
+def main(argv=None, prog=PROG):
+    """tabular_density.py: train, then the test line; returns the exit code (2 bad input, 3 diverged).
+
+    Args:
+      argv: the arguments (default: the process's).
+      prog: the program's name in the usage line and error messages.
+    """
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         check(args)
         train, validation, test = tabular.load(args.dataset, args.data_dir)
     except (ValueError, FileNotFoundError) as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
+        print(f'{prog}: error: {error}', file=sys.stderr)
         return 2
     import numpy as np
     import tensorflow as tf
@@ -118,7 +131,7 @@ def main(argv=None):
             check_matches(args.restore_file, tf.train.Checkpoint(variables=variables, polyak=polyak),
                           ['variables', 'polyak'], f'--flow {args.flow} with these flags')
     except ValueError as error:
-        print(f'{PROG}: error: --restore_file: {error}', file=sys.stderr)
+        print(f'{prog}: error: --restore_file: {error}', file=sys.stderr)
         return 2
     print(f'{args.flow}: {flow.parameter_count:,} parameters' + (f', from {args.restore_file}' if public else ''))
     density = flow.density_distribution()
@@ -159,7 +172,7 @@ def main(argv=None):
                   for k in batches]
         train_loss = float(np.mean(losses))
         if not math.isfinite(train_loss):
-            print(f'{PROG}: error: the train loss is not finite in epoch {epoch}', file=sys.stderr)
+            print(f'{prog}: error: the train loss is not finite in epoch {epoch}', file=sys.stderr)
             return 3
         validation_loss = float(averaged_nll(validation).mean())
         lr = schedule.step(validation_loss)

@@ -31,17 +31,19 @@ PROG = 'toy_density.py'
 N_TEST = 10000
 
 
-def build_parser():
-    """toy_density.py's parser."""
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+def build_parser(prog=PROG):
+    """toy_density.py's parser (`prog`: the program's name in the usage line and error messages)."""
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument('--train', action='store_true', help='train, plot, save {output_dir}/checkpoint')
     mode.add_argument('--plot', action='store_true', help='plot (and evaluate) the model of --restore_file')
     p.add_argument('--restore_file', default='',
                    help='checkpoint to start from / to plot: a prefix this script wrote, or a checkpoint.pt of the '
                         'public BNAF toy2d.py run with the same --flows, --layers and --hidden_dim')
-    p.add_argument('--dataset', default='8gaussians', choices=toy2d.DATASETS + toy2d.ENERGIES)
-    p.add_argument('--flow', default='bnaf', choices=VECTOR_FLOWS)
+    p.add_argument('--dataset', default='8gaussians', choices=toy2d.DATASETS + toy2d.ENERGIES,
+                   help='a data set (maximum likelihood on fresh samples) or an energy u1-u4 (reverse KL)')
+    p.add_argument('--flow', default='bnaf', choices=VECTOR_FLOWS,
+                   help='bnaf, or a maf / realnvp stack of about the parameter count of the BNAF these flags describe')
     p.add_argument('--n_steps', '--steps', dest='n_steps', type=int, default=20000, help='training steps')
     p.add_argument('--n_hidden', '--layers', dest='n_hidden', type=int, default=2,
                    help='tanh hidden layers per network (the public toy2d.py\'s --layers)')
@@ -59,10 +61,12 @@ def build_parser():
     p.add_argument('--lr_patience', '--patience', dest='lr_patience', type=int, default=2000,
                    help='steps without a new best loss before the learning rate decays (never below 5e-4)')
     p.add_argument('--clip_norm', type=float, default=0.1, help='the gradients\' global norm is clipped to this')
-    p.add_argument('--log_interval', type=int, default=1000)
-    p.add_argument('--output_dir', default='toy_runs')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--no_progress', action='store_true')
+    p.add_argument('--log_interval', type=int, default=1000,
+                   help='a loss line and {output_dir}/step_<N>.png every N steps and at the last')
+    p.add_argument('--output_dir', default='toy_runs', help='the output folder: the plots and the checkpoint')
+    p.add_argument('--seed', type=int, default=0,
+                   help='seeds the initial weights and a data set\'s training samples (its test samples: seed + 1)')
+    p.add_argument('--no_progress', action='store_true', help='no progress bar')
     return p
 
 
@@ -79,14 +83,19 @@ def check(args):
     check_output_folder(args.output_dir, '--output_dir')
 
 
-def main(argv=None):
-    """toy_density.py: train or plot, then the test line; returns the exit code (2 bad input, 3 diverged)."""
+def main(argv=None, prog=PROG):
+    """toy_density.py: train or plot, then the test line; returns the exit code (2 bad input, 3 diverged).
+
+    Args:
+      argv: the arguments (default: the process's).
+      prog: the program's name in the usage line and error messages.
+    """
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         check(args)
     except (ValueError, FileNotFoundError) as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
+        print(f'{prog}: error: {error}', file=sys.stderr)
         return 2
     import numpy as np
     import tensorflow as tf
@@ -107,7 +116,7 @@ def main(argv=None):
             check_matches(args.restore_file, tf.train.Checkpoint(variables=flow.variables), ['variables'],
                           f'--flow {args.flow} with these flags')
     except ValueError as error:
-        print(f'{PROG}: error: --restore_file: {error}', file=sys.stderr)
+        print(f'{prog}: error: --restore_file: {error}', file=sys.stderr)
         return 2
     optimizer = tf_keras.optimizers.Adam(args.lr, amsgrad=True)
     checkpoint = tf.train.Checkpoint(variables=flow.variables, optimizer=optimizer)
@@ -159,7 +168,7 @@ def main(argv=None):
             if step > 1:  # the first call traces
                 train_time += time.time() - start
             if not math.isfinite(loss):
-                print(f'{PROG}: error: the loss is not finite at step {step}', file=sys.stderr)
+                print(f'{prog}: error: the loss is not finite at step {step}', file=sys.stderr)
                 return 3
             lr = schedule.step(loss)
             if step % args.log_interval == 0 or step == args.n_steps:

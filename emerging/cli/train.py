@@ -33,10 +33,14 @@ RUN_DATA_FLAGS = {name: name for name in ('problem', 'data_dir', 'category', 'n_
                                           'anchor_size')}
 
 
-def build_parser():
-    """train.py's parser: every flag of the original, with its name, type and default, then this port's."""
+def build_parser(prog=PROG):
+    """train.py's parser: every flag of the original, with its name, type and default, then this port's.
+
+    Args:
+      prog: the program's name in the usage line and error messages.
+    """
     p = argparse.ArgumentParser(
-        description='Train Glow-family flows with emerging, periodic and autoregressive convolutions.',
+        prog=prog, description='Train Glow-family flows with emerging, periodic and autoregressive convolutions.',
         allow_abbrev=True)
     a = p.add_argument
     a('--verbose', action='store_true', help='print every training step')
@@ -53,14 +57,15 @@ def build_parser():
       help=f'images per training epoch ({ORIGINAL_N_TRAIN}; space: {TRAIN_SIZE["space"]}; digits: {DIGITS_N_TRAIN})')
     a('--n_test', type=int, default=-1, help='images per full validation (-1: per-problem default)')
     a('--n_batch_train', type=int, default=64, help='per-process batch at the anchor size')
-    a('--n_batch_test', type=int, default=50, help='(kept from the original; the test batch is derived)')
+    a('--n_batch_test', type=int, default=50,
+      help='kept but unused, as in the original: the test batch follows from --n_batch_train')
     a('--n_batch_init', type=int, default=256, help='batch for data-dependent init at the anchor size')
     a('--optimizer', type=str, default='adamax', help=described(OPTIMIZERS))
     a('--lr', type=float, default=0.001, help='base learning rate')
     a('--beta1', type=float, default=.9, help='first-moment decay')
     a('--polyak_epochs', type=float, default=1, help='sets beta2 and the Polyak decay')
     a('--weight_decay', type=float, default=1., help='multiplicative decay per step (1.0 = off)')
-    a('--epochs', type=int, default=1000000, help='loop runs epochs 1 .. epochs-1')
+    a('--epochs', type=int, default=1000000, help='the loop runs epochs 1 .. epochs-1: --epochs 41 trains 40')
     a('--epochs_warmup', type=float, default=10, help='linear lr warm-up length in epochs')
     a('--epochs_full_valid', type=int, default=50, help='full validation + best checkpoint every N epochs')
     a('--gradient_checkpointing', type=int, default=1, help='recompute activations in the backward pass')
@@ -73,7 +78,7 @@ def build_parser():
     a('--n_bits_x', type=int, default=8, help='bits per colour channel')
     a('--n_levels', type=int, default=3, help='levels (L)')
     a('--decomposition', type=str, default='', help=f'1x1 conv parametrisation: {described(DECOMPOSITIONS)}')
-    a('--n_sample', type=int, default=1, help='(kept from the original)')
+    a('--n_sample', type=int, default=1, help='kept but unused, as in the original')
     a('--epochs_full_sample', type=int, default=50, help='sample grids every N epochs (and at epoch 10)')
     a('--learnprior', action='store_true', help='learn the top prior and the split priors')
     a('--ycond', action='store_true', help='class-conditional top prior')
@@ -147,26 +152,27 @@ def derive(args, rank=0, size=1):
     return RunConfig(model=model, train=train, data=data, hparams=hparams)
 
 
-def run(argv=None):
+def run(argv=None, prog=PROG):
     """Parse the flags, build, train or infer.
 
     Args:
       argv: the arguments (default: the process's).
+      prog: the program's name in the usage line and error messages.
 
     Returns:
       (exit code, the `Trainer` or None): see `emerging.cli.launch`.
     """
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     options = LaunchOptions(logdir=args.logdir, restore_path=args.restore_path, inference=args.inference,
                             resume=args.resume, export_dir=args.export_dir, verbose=args.verbose,
                             progress=not args.no_progress)
     data_dir = os.path.join(args.data_dir, args.category) if args.category else args.data_dir
-    return launch(lambda rank, size: derive(args, rank, size), options, PROG, data_dir)
+    return launch(lambda rank, size: derive(args, rank, size), options, prog, data_dir)
 
 
-def main(argv=None):
-    """train.py: returns its exit code."""
-    return run(argv)[0]
+def main(argv=None, prog=PROG):
+    """train.py: returns its exit code (`prog` names the program in its usage line and messages)."""
+    return run(argv, prog)[0]
 
 
 if __name__ == '__main__':

@@ -52,10 +52,12 @@ DATA = {
 }
 # the `emerging` subcommands' data flags -> this command line's flag
 RUN_DATA_FLAGS = {'data_dir': 'dataroot'}
-# the public code's choices (values this port does not implement are errors naming the flag)
-PUBLIC_DATA = ('mnist', 'cifar10', 'svhn', 'celebahq', 'celeba_5bit', 'imagenet32', 'imagenet64')
+# the public code's choices, and those of them this port implements (the only ones its help lists; any other
+# value is an error naming the flag)
 PUBLIC_ACTIVATIONS = ('softplus', 'elu', 'swish', 'lcube', 'identity', 'relu')
 PUBLIC_OPTIMIZERS = ('adam', 'adamax', 'rmsprop', 'sgd')
+ACTIVATIONS = tuple(a for a in PUBLIC_ACTIVATIONS if a in LIPSCHITZ_ACTIVATIONS)
+RESFLOW_OPTIMIZERS = tuple(o for o in PUBLIC_OPTIMIZERS if o in OPTIMIZERS)
 EMA_DECAY, ADAM_BETA2, MAX_GRAD_NORM = 0.999, 0.99, 1.
 
 
@@ -66,71 +68,107 @@ def str_to_bool(value):
     raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
 
 
-def build_parser():
+def listed(values):
+    """'{a,b}': the metavar of a flag whose values `check_supported` checks: argparse's choices would have to
+    include, and so list, the public code's values this port refuses."""
+    return '{' + ','.join(values) + '}'
+
+
+def build_parser(prog=PROG):
     """train_resflow.py's parser: every flag of the public train_img.py, with its name and default, then this
-    port's."""
-    p = argparse.ArgumentParser(prog=PROG, description='Train a Residual Flow (Chen et al. 2019) '
+    port's.
+
+    Args:
+      prog: the program's name in the usage line and error messages.
+    """
+    p = argparse.ArgumentParser(prog=prog, description='Train a Residual Flow (Chen et al. 2019) '
                                 'with the public code\'s command line.', allow_abbrev=False)
     a = p.add_argument
     b = dict(type=str_to_bool, metavar='{True,False}')
-    a('--data', type=str, default='cifar10', choices=PUBLIC_DATA + ('digits',))
+    only_false = dict(type=str_to_bool, metavar='{False}')  # True parses, and check_supported refuses it
+    a('--data', type=str, default='cifar10', metavar=listed(DATA),
+      help='the data set: digits (scikit-learn\'s 8x8 digits, offline), mnist and cifar10 (tensorflow-datasets), '
+           'imagenet32, imagenet64 and celebahq (256x256) (Glow\'s shards in --dataroot)')
     a('--dataroot', type=str, default='data', help='tfds data_dir (mnist, cifar10) or the Glow shards\' folder')
-    a('--imagesize', type=int, default=32)
-    a('--nbits', type=int, default=8, help='bits per colour channel (celebahq)')
-    a('--block', type=str, choices=['resblock', 'coupling'], default='resblock')
-    a('--coeff', type=float, default=0.98)
-    a('--vnorms', type=str, default='2222')
-    a('--n-lipschitz-iters', type=int, default=None)
-    a('--sn-tol', type=float, default=1e-3)
-    a('--learn-p', default=False, **b)
-    a('--n-power-series', type=int, default=None)
-    a('--factor-out', default=False, **b)
-    a('--n-dist', choices=ROULETTE_DISTRIBUTIONS, default='poisson')
-    a('--n-samples', type=int, default=1)
-    a('--n-exact-terms', type=int, default=2)
-    a('--var-reduc-lr', type=float, default=0)
-    a('--neumann-grad', default=True, **b)
-    a('--mem-eff', default=True, **b)
-    a('--act', type=str, choices=PUBLIC_ACTIVATIONS, default='swish')
-    a('--idim', type=int, default=512)
-    a('--nblocks', type=str, default='16-16-16')
-    a('--squeeze-first', default=False, **b)
-    a('--actnorm', default=True, **b)
-    a('--fc-actnorm', default=False, **b)
-    a('--batchnorm', default=False, **b)
-    a('--dropout', type=float, default=0.)
-    a('--fc', default=False, **b)
-    a('--kernels', type=str, default='3-1-3')
-    a('--add-noise', default=True, **b)
-    a('--quadratic', default=False, **b)
-    a('--fc-end', default=True, **b)
-    a('--fc-idim', type=int, default=128)
-    a('--preact', default=True, **b)
-    a('--padding', type=int, default=0)
-    a('--first-resblock', default=True, **b)
-    a('--cdim', type=int, default=256, help='classifier width (classification tasks only)')
-    a('--optimizer', type=str, choices=PUBLIC_OPTIMIZERS, default='adam')
-    a('--scheduler', default=False, **b)
-    a('--nepochs', type=int, default=1000)
-    a('--batchsize', type=int, default=64)
-    a('--lr', type=float, default=1e-3)
-    a('--wd', type=float, default=0)
-    a('--warmup-iters', type=int, default=1000)
-    a('--annealing-iters', type=int, default=0)
-    a('--save', type=str, default='experiment1')
+    a('--imagesize', type=int, default=32,
+      help='the image size of mnist (28, or 14 / 7 by block averaging) and cifar10; the other data sets have theirs')
+    a('--nbits', type=int, default=8, help='bits per colour channel (fewer than 8 with celebahq only)')
+    a('--block', type=str, default='resblock', metavar=listed(['resblock']), help='the block: residual blocks')
+    a('--coeff', type=float, default=0.98, help='the Lipschitz bound of every layer of g, in (0, 1)')
+    a('--vnorms', type=str, default='2222',
+      help='the norm of g\'s input and of every layer\'s output, one more entry than --kernels has layers; only '
+           '2 (spectral norms) here')
+    a('--n-lipschitz-iters', type=int, default=None,
+      help='power iterations of every spectral norm per training step (default: until --sn-tol)')
+    a('--sn-tol', type=float, default=1e-3, help='the power iteration\'s tolerance without --n-lipschitz-iters')
+    a('--learn-p', default=False, help='learned induced norms: only False here', **only_false)
+    a('--n-power-series', type=int, default=None,
+      help='a fixed number of log-det power-series terms in training (biased; default: Russian roulette, '
+           'unbiased)')
+    a('--factor-out', default=False, help='half of the channels leave the flow after every scale but the last',
+      **b)
+    a('--n-dist', choices=ROULETTE_DISTRIBUTIONS, default='poisson',
+      help='the Russian roulette\'s number of terms: poisson (lambda 2) or geometric (p 0.5), after the exact ones')
+    a('--n-samples', type=int, default=1, help='Russian-roulette draws per log-det estimate')
+    a('--n-exact-terms', type=int, default=2, help='power-series terms always computed in training')
+    a('--var-reduc-lr', type=float, default=0, help='the variance-reduction learning rate: only 0 here')
+    a('--neumann-grad', default=True,
+      help='the log-det\'s gradient by the Neumann series (False: backpropagation through the power series)', **b)
+    a('--mem-eff', default=True,
+      help='the log-det\'s gradient computed in the forward pass, g recomputed in the backward pass', **b)
+    a('--act', type=str, default='swish', metavar=listed(ACTIVATIONS),
+      help='the activation of g (swish: LipSwish with a learned beta)')
+    a('--idim', type=int, default=512, help='the hidden channels of g')
+    a('--nblocks', type=str, default='16-16-16', help='residual blocks per scale, joined by "-"')
+    a('--squeeze-first', default=False, help='a 2x2 squeeze (space to channels) before the first scale', **b)
+    a('--actnorm', default=True, help='an actnorm after every block', **b)
+    a('--fc-actnorm', default=False, help='per-element (not per-channel) actnorms between the blocks: only False here',
+      **only_false)
+    a('--batchnorm', default=False, help='batch norm: only False here', **only_false)
+    a('--dropout', type=float, default=0., help='dropout in g: only 0 here')
+    a('--fc', default=False, help='fully connected blocks only: only False here (see --fc-end)', **only_false)
+    a('--kernels', type=str, default='3-1-3', help='the kernel sizes of g\'s convolutions, joined by "-"')
+    a('--add-noise', default=True, help='uniform dequantisation noise on the pixels: only True here',
+      type=str_to_bool, metavar='{True}')
+    a('--quadratic', default=False, help='invertible 1x1 layers between the blocks: only False here', **only_false)
+    a('--fc-end', default=True, help='4 fully connected residual blocks at the end of the last scale', **b)
+    a('--fc-idim', type=int, default=128, help='the hidden width of the --fc-end blocks')
+    a('--preact', default=True, help='an activation before the first layer of g', **b)
+    a('--padding', type=int, default=0, help='extra noise channels: only 0 here')
+    a('--first-resblock', default=True,
+      help='the model\'s first block without the leading activation of g (with --actnorm: an actnorm before it)',
+      **b)
+    a('--cdim', type=int, default=256, help='classifier width (classification tasks only: no effect here)')
+    a('--optimizer', type=str, default='adam', metavar=listed(RESFLOW_OPTIMIZERS),
+      help=f'the optimiser, with betas (0.9, {ADAM_BETA2}) and gradients clipped to global norm {MAX_GRAD_NORM:g}')
+    a('--scheduler', default=False, help='a learning-rate schedule after the warm-up: only False here', **only_false)
+    a('--nepochs', type=int, default=1000, help='training epochs (passes over the training set)')
+    a('--batchsize', type=int, default=64, help='training batch per process (a step: --update-freq of them)')
+    a('--lr', type=float, default=1e-3, help='learning rate, after the --warmup-iters warm-up')
+    a('--wd', type=float, default=0, help='L2 weight decay, added to the gradients')
+    a('--warmup-iters', type=int, default=1000, help='linear learning-rate warm-up over the first N batches')
+    a('--annealing-iters', type=int, default=0, help='log-det annealing: only 0 here')
+    a('--save', type=str, default='experiment1',
+      help='the run folder: train.txt, test.txt, checkpoints, sample grids, TensorBoard, config.json')
     a('--val-batchsize', type=int, default=None, help='test batch per process (200; digits: 50)')
-    a('--seed', type=int, default=None, help='seed (default 0)')
-    a('--ema-val', default=True, **b)
-    a('--update-freq', type=int, default=1)
-    a('--task', type=str, choices=['density', 'classification', 'hybrid'], default='density')
-    a('--scale-dim', default=False, **b)
-    a('--rcrop-pad-mode', type=str, choices=['constant', 'reflect'], default='reflect')
-    a('--padding-dist', type=str, choices=['uniform', 'gaussian'], default='uniform')
-    a('--resume', type=str, default=None)
-    a('--begin-epoch', type=int, default=0)
+    a('--seed', type=int, default=None, help='seed (default 0); each process uses rank + processes * seed')
+    a('--ema-val', default=True,
+      help=f'evaluate and sample with the moving average of the weights (decay {EMA_DECAY})', **b)
+    a('--update-freq', type=int, default=1, help='batches whose averaged gradients make one step')
+    a('--task', type=str, default='density', metavar=listed(['density']), help='the task: density estimation')
+    a('--scale-dim', default=False, help='a loss scaling of the hybrid task: no effect here', **b)
+    a('--rcrop-pad-mode', type=str, choices=['constant', 'reflect'], default='reflect',
+      help='the padding of the classification tasks\' random crops: no effect here')
+    a('--padding-dist', type=str, choices=['uniform', 'gaussian'], default='uniform',
+      help='the distribution of the --padding channels: no effect here')
+    a('--resume', type=str, default=None,
+      help='the --save folder: continue that run exactly; another checkpoint (prefix, or run folder: its latest): '
+           'start from its weights and optimiser state')
+    a('--begin-epoch', type=int, default=0, help='the first epoch: only 0 here (--resume continues the epochs)')
     a('--nworkers', type=int, default=4, help='parallel input-pipeline calls')
-    a('--print-freq', type=int, default=20)
-    a('--vis-freq', type=int, default=500)
+    a('--print-freq', type=int, default=20, help='print every N-th training step')
+    a('--vis-freq', type=int, default=500,
+      help='sample grids every ceil(N / training steps per epoch) epochs (N in iterations, as the public code)')
     # beyond the public code
     a('--valid-freq', type=int, default=1, help='evaluate the whole test set every N epochs')
     a('--save-every-minutes', type=float, default=0.,
@@ -141,7 +179,7 @@ def build_parser():
 
 # flag -> (the only value this port supports, why)
 SUPPORTED_ONLY = {
-    'block': ('resblock', 'coupling blocks are not part of this port'),
+    'block': ('resblock', 'residual blocks are the only blocks of this port'),
     'learn_p': (False, 'learned induced norms are not implemented (spectral norms only)'),
     'var_reduc_lr': (0, 'the variance-reduction learning rate is not implemented'),
     'fc_actnorm': (False, 'fc actnorm is not implemented'),
@@ -165,12 +203,10 @@ def check_supported(args):
             raise ValueError(f'--{name.replace("_", "-")} {getattr(args, name)} is not supported: {why}')
     if set(args.vnorms) != {'2'}:
         raise ValueError(f'--vnorms {args.vnorms} is not supported: only spectral norms (all 2s)')
-    if args.act not in LIPSCHITZ_ACTIVATIONS:
-        raise ValueError(f'--act {args.act} is not supported; allowed: '
-                         + ', '.join(a for a in PUBLIC_ACTIVATIONS if a in LIPSCHITZ_ACTIVATIONS))
-    if args.optimizer not in OPTIMIZERS:
-        raise ValueError(f'--optimizer {args.optimizer} is not supported; allowed: '
-                         + ', '.join(o for o in PUBLIC_OPTIMIZERS if o in OPTIMIZERS))
+    if args.act not in ACTIVATIONS:
+        raise ValueError(f'--act {args.act} is not supported; allowed: {", ".join(ACTIVATIONS)}')
+    if args.optimizer not in RESFLOW_OPTIMIZERS:
+        raise ValueError(f'--optimizer {args.optimizer} is not supported; allowed: {", ".join(RESFLOW_OPTIMIZERS)}')
     if args.data not in DATA:
         raise ValueError(f'--data {args.data} is not supported (no loader); allowed: {", ".join(DATA)}')
     if len(args.vnorms) != len(args.kernels.split('-')) + 1:
@@ -274,29 +310,35 @@ def resume_mode(args):
     return False, args.resume
 
 
-def run(argv=None):
+def run(argv=None, prog=PROG):
     """Parse the flags, build, train.
 
     Args:
       argv: the arguments (default: the process's).
+      prog: the program's name in the usage line and error messages.
 
     Returns:
       (exit code, the `Trainer` or None): see `emerging.cli.launch`.
     """
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
+    try:  # here, not only in derive: a value this port refuses is an error before TensorFlow loads
+        check_supported(args)
+    except ValueError as error:
+        print(f'{prog}: error: {error}', file=sys.stderr)
+        return 2, None
     try:
         resume, restore_path = resume_mode(args)
     except (ValueError, FileNotFoundError) as error:
-        print(f'{PROG}: error: --resume: {error}', file=sys.stderr)
+        print(f'{prog}: error: --resume: {error}', file=sys.stderr)
         return 2, None
     options = LaunchOptions(logdir=args.save, restore_path=restore_path, resume=resume,
                             verbose=args.print_freq, progress=not args.no_progress, logdir_flag='--save')
-    return launch(lambda rank, size: derive(args, rank, size), options, PROG, args.dataroot)
+    return launch(lambda rank, size: derive(args, rank, size), options, prog, args.dataroot)
 
 
-def main(argv=None):
-    """train_resflow.py: returns its exit code."""
-    return run(argv)[0]
+def main(argv=None, prog=PROG):
+    """train_resflow.py: returns its exit code (`prog` names the program in its usage line and messages)."""
+    return run(argv, prog)[0]
 
 
 if __name__ == '__main__':

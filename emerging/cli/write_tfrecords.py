@@ -17,6 +17,7 @@ from PIL import Image
 from emerging.cli.paths import check_output_folder
 from emerging.errors import InputError
 
+PROG = 'write_tfrecords.py'
 EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp')
 
 
@@ -38,23 +39,33 @@ def load_folder(folder, size):
     return np.stack(images)
 
 
-def main(argv=None):
-    """write_tfrecords.py: write the shards; returns the exit code."""
-    from emerging.data.tfrecords import write_shards
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser(prog=PROG):
+    """write_tfrecords.py's parser (`prog`: the program's name in the usage line and error messages)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument('--images', required=True, help='a folder of images or a .npy uint8 [N, H, W, C] array')
     parser.add_argument('--labels', default='', help='.npy of N integer labels (default: all 0)')
     parser.add_argument('--out', required=True, help='data_dir to write into')
-    parser.add_argument('--split', default='train', choices=['train', 'validation'])
+    parser.add_argument('--split', default='train', choices=['train', 'validation'],
+                        help='the shards\' subfolder and name prefix')
     parser.add_argument('--size', type=int, required=True, help='image size (power of two)')
-    parser.add_argument('--shards', type=int, default=1)
-    args = parser.parse_args(argv)
+    parser.add_argument('--shards', type=int, default=1, help='the number of shards the images are spread over')
+    return parser
+
+
+def main(argv=None, prog=PROG):
+    """write_tfrecords.py: write the shards; returns the exit code.
+
+    Args:
+      argv: the arguments (default: the process's).
+      prog: the program's name in the usage line and error messages.
+    """
+    args = build_parser(prog).parse_args(argv)
     try:
         images, labels = read_inputs(args)
+        from emerging.data.tfrecords import write_shards  # TensorFlow: only once the inputs are good
         paths = write_shards(images, labels, args.out, args.split, args.shards)
     except ValueError as error:
-        print(f'write_tfrecords: error: {error}', file=sys.stderr)
+        print(f'{prog}: error: {error}', file=sys.stderr)
         return 2
     print(f'wrote {len(images)} images to {len(paths)} shards: {paths[0]} ...')
     return 0
