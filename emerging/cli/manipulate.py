@@ -10,6 +10,14 @@ attribute and one column per alpha: decode(z + alpha * dz_a); the alpha = 0
 column is x itself.  The attributes come from the data's class labels or an
 --attribute_file (see emerging/cli/attributes.py).
 
+Far enough along dz the decoding overflows (in the shipped digits model the
+affine couplings' inverse divides by their scales, all below 1, and the values
+grow layer after layer until they are infinite, then NaN): such values are
+shown black and a line names the cell and the share of its values.  The default alphas, -1 .. 1,
+decode to finite images on the README's example (the shipped digits model,
+test image 3, digits 0, 1, 7); over all its test images and digit classes
+about 1 cell in 12 overflows at alpha -1 or 1, and more than half at -2 or 2.
+
 dz_a is saved as {run}/manipulation/dz_<a>.npy (float32 [H, W, C]) with
 dz_<a>.json beside it: {"attribute", "n_examples" (asked), "n_used",
 "n_positive", "n_negative", "weights", "checkpoint", "checkpoint_sha256" (of
@@ -18,7 +26,11 @@ data_dir, image_size), "source" and "label" or "values_sha256" (of the
 attribute's values over the rows read)}.  A later call reuses dz_a when every
 field but "source" and the counts matches (the same values read from another
 file do); a run folder that cannot be written to is left alone (the dz are
-computed every time).
+computed every time).  A model shipped with the package (--pretrained) is
+never written to: its dz are read from its folder (the package holds those of
+the digit classes), then from the user's cache folder
+{cache}/pretrained/<name>/manipulation, where new ones are saved; {cache} is
+$EMERGING_CACHE_DIR, else $XDG_CACHE_HOME/emerging, else ~/.cache/emerging.
 """
 import hashlib
 import json
@@ -31,9 +43,11 @@ import numpy as np
 from emerging.cli import common
 from emerging.cli.attributes import attribute_source
 from emerging.errors import InputError
+from emerging.runs.folder import PRETRAINED
 
 FOLDER = 'manipulation'
 INFORMATIVE = ('source', 'n_used', 'n_positive', 'n_negative')  # recorded, not compared
+ALPHAS = '-1,-0.5,0,0.5,1'
 
 
 def add_parser(subparsers):
@@ -43,8 +57,8 @@ def add_parser(subparsers):
     parser.add_argument('--attributes', required=True, metavar='A[,B,...]',
                         help='attributes, one grid row each: class labels (3, or cifar10 names such as cat) '
                              'or names of --attribute_file')
-    parser.add_argument('--alphas', default='-2,-1,0,1,2',
-                        help='steps along each dz, one column each (default -2,-1,0,1,2)')
+    parser.add_argument('--alphas', default=ALPHAS,
+                        help=f'steps along each dz, one column each (default {ALPHAS})')
     # argparse (before Python 3.13) takes '-2,-1,0' for an option; none of ours starts with '-<digit>'
     parser._negative_number_matcher = re.compile(r'^-\.?\d')
     image = parser.add_mutually_exclusive_group(required=True)
@@ -92,8 +106,18 @@ def run(args):
     dz = directions(loaded, data, source, names, args)
     z = model.encode(tf.constant(x), tf.constant(y), noise=False)
     steps = tf.constant(alphas, tf.float32)[:, None, None, None]
-    labels = tf.constant(np.repeat(y, len(alphas)), tf.int32)
-    rows = [model.decode(z + steps * dz[name][None], labels).numpy() for name in names]
+    bijector = model.bijector(tf.constant(np.repeat(y, len(alphas)), tf.int32))
+    rows = []
+    for name in names:
+        decoded = bijector.forward_and_log_det(z + steps * dz[name][None], map_only=True)[0].numpy()
+        finite = np.isfinite(decoded)
+        images = model.postprocess(tf.constant(np.where(finite, decoded, 0.))).numpy()
+        images[~finite] = 0
+        for alpha, cell in zip(alphas, finite):
+            if not cell.all():
+                print(f'alpha {alpha:g} for attribute {name!r}: {1 - cell.mean():.0%} of the decoded values are not '
+                      f'finite (the inverse flow overflowed), shown black; smaller --alphas avoid it')
+        rows.append(images)
     save_png(image_grid(np.concatenate(rows), columns=len(alphas)), args.out)
     print(f'columns: alpha = {", ".join(f"{a:g}" for a in alphas)}')
     for row, name in enumerate(names):
@@ -103,14 +127,19 @@ def run(args):
 
 
 def directions(loaded, data, source, names, args):
-    """{name: dz [H, W, C] float32}: read from the run folder when its record matches, else computed
-    in one pass over the training images (and saved when the folder can be written to)."""
-    folder = os.path.join(common.run_folder(args), FOLDER)
+    """{name: dz [H, W, C] float32}: read from the first of `record_folders` whose record matches, else
+    computed in one pass over the training images (and saved when the folder for new ones can be written to)."""
+    read_from, folder = record_folders(common.run_folder(args))
     records = {name: dict(source.identity(name), **identity(loaded, data, args), attribute=name) for name in names}
     shape = tuple(loaded.model.config.image_shape)
-    dz = {name: saved for name in names if (saved := _read(folder, name, records[name], shape)) is not None}
-    for name in dz:
-        print(f'dz of {name!r}: reused {_path(folder, name)}.npy')
+    dz = {}
+    for name in names:
+        for saved_in in read_from:
+            saved = _read(saved_in, name, records[name], shape)
+            if saved is not None:
+                dz[name] = saved
+                print(f'dz of {name!r}: reused {_path(saved_in, name)}.npy')
+                break
     missing = [name for name in names if name not in dz]
     if not missing:
         return dz
@@ -128,6 +157,30 @@ def directions(loaded, data, source, names, args):
     if not writable:
         print(f'{folder} cannot be written to: the dz are not saved and will be computed again next time')
     return dz
+
+
+def record_folders(run):
+    """(the folders dz records are read from, in order; the folder new ones are saved to).
+
+    A run of the package's own (a pretrained model) is read in its folder, then in the user's cache folder,
+    which is the only one written to; any other run is read and written in its own folder."""
+    own = os.path.join(run, FOLDER)
+    shipped = os.path.relpath(os.path.realpath(run), os.path.realpath(PRETRAINED))
+    if shipped == os.pardir or shipped.startswith(os.pardir + os.sep):
+        return [own], own
+    cached = os.path.join(cache_root(), 'pretrained', shipped, FOLDER)
+    return [own, cached], cached
+
+
+def cache_root():
+    """$EMERGING_CACHE_DIR, else $XDG_CACHE_HOME/emerging, else ~/.cache/emerging (an empty or relative
+    XDG_CACHE_HOME is ignored, as the XDG base directory specification asks)."""
+    if os.environ.get('EMERGING_CACHE_DIR'):
+        return os.environ['EMERGING_CACHE_DIR']
+    base = os.environ.get('XDG_CACHE_HOME', '')
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser('~'), '.cache')
+    return os.path.join(base, 'emerging')
 
 
 def identity(loaded, data, args):

@@ -2,7 +2,8 @@
 
 Temperature t draws the latent z ~ N(0, t^2) (t = 0: the mode of the prior,
 the same image for every sample of a class).  A .png --out gets one grid per
-temperature, ceil(sqrt(n)) columns, filled row by row: FILE.png for one
+temperature, ceil(sqrt(n)) columns, filled row by row, a grey pixel between
+neighbouring samples: FILE.png for one
 temperature, FILE_t<t>.png (e.g. samples_t0.7.png) for each of several.  A
 .npy --out gets one uint8 array [temperatures, n, H, W, C].  A
 class-conditional model draws every sample of class --label, or one class per grid

@@ -16,16 +16,18 @@ Only the chief process (rank 0) records anything; a `Recorder` built with
 * epoch_{e}_sample_{k}.png: one grid of samples for each of the eight
   temperatures 0, .25, .5, .6, .7, .8, .9, 1 (k = 0..7); sample i has label
   (i mod columns) mod n_y, one class per column, as the original; 10x10
-  samples, 4x4 above 64 px.
+  samples, 4x4 above 64 px, one pixel of grey between them (`image_grid`).
 * tensorboard/: scalars train/<stat>, train/lr, train/ips, test/<stat> per
   epoch and the sample grids as images.
 
 On stdout, after each epoch of the validation schedule (see loop.py), the status line
-`epoch n_processed n_images ips dtrain dtest dsample dtot train_results test_results msg`
+`epoch n_processed n_images ips dtrain dtest dsample dtot [train results] [test results] msg`
 (ips: images per second of the epoch's training; the d* are seconds spent
 training, validating, sampling and in all since the last status line, each
-with one decimal; the results are the arrays of the four statistics, test
-`[]` when not validated; msg is " *" when the best checkpoint was written).
+with one decimal; the results are the four statistics with 4 decimals in
+brackets, test `[]` when not validated; msg is " *" when the best checkpoint
+was written), after a header line naming these columns, printed once with the
+first status line.
 """
 import json
 import math
@@ -42,6 +44,11 @@ from emerging.training.steps import STATS
 def format_results(results):
     """The four statistics as the original logged them: strings with 4 decimals."""
     return {name: f'{value:.4f}' for name, value in zip(STATS, results)}
+
+
+def bracketed(results):
+    """The statistics for the status line: '[7.1234 7.1234 0.0000 1.0000]', '[]' for none."""
+    return '[' + ' '.join(f'{float(value):.4f}' for value in results) + ']'
 
 
 class ResultLogger:
@@ -78,14 +85,20 @@ def _epoch_of(line):
     return record.get('epoch', math.inf) if isinstance(record, dict) else math.inf
 
 
+# Mid grey: it stands out against black backgrounds (digits) and white ones alike, where black or white
+# separators would merge with the cells' own edges.
+SEPARATOR = 128
+
+
 def image_grid(images, columns):
-    """[n, h, w, c] uint8 -> one [rows * h, columns * w, c] image, filled row by row (zeros past n)."""
+    """[n, h, w, c] uint8 -> one [rows * (h + 1) - 1, columns * (w + 1) - 1, c] image: the images row by row,
+    one pixel of `SEPARATOR` between neighbouring cells (no border), black cells past n."""
     n, height, width, channels = images.shape
     rows = int(math.ceil(n / columns))
-    grid = np.zeros([rows * height, columns * width, channels], np.uint8)
-    for i, image in enumerate(images):
-        r, c = divmod(i, columns)
-        grid[r * height:(r + 1) * height, c * width:(c + 1) * width] = image
+    grid = np.full([rows * (height + 1) - 1, columns * (width + 1) - 1, channels], SEPARATOR, np.uint8)
+    for i in range(rows * columns):
+        top, left = (i // columns) * (height + 1), (i % columns) * (width + 1)
+        grid[top:top + height, left:left + width] = images[i] if i < n else 0
     return grid
 
 
@@ -112,6 +125,7 @@ class Recorder:
         self.logdir, self.hparams, self.chief, self.verbose = logdir, dict(hparams or {}), chief, verbose
         self.writer = tf.summary.create_file_writer(os.path.join(logdir, 'tensorboard')) if chief else None
         self.train_log = self.test_log = None
+        self.status_header_printed = False
 
     def open_logs(self, resume_epoch=None):
         """Start train.txt / test.txt, or (resume_epoch given) keep them up to that epoch."""
@@ -137,9 +151,16 @@ class Recorder:
 
     def status(self, epoch, n_processed, n_images, ips, dtrain, dtest, dsample, dtot, train_results,
                test_results, msg):
-        if self.chief:
-            print(epoch, n_processed, n_images, f'{ips:.1f} {dtrain:.1f} {dtest:.1f} {dsample:.1f} {dtot:.1f}',
-                  train_results, test_results, msg, flush=True)
+        """One status line (see the module docstring), the first one after the header."""
+        if not self.chief:
+            return
+        if not self.status_header_printed:
+            statistics = ' '.join(STATS)
+            print(f'epoch n_processed n_images ips dtrain dtest dsample dtot [train {statistics}] '
+                  f'[test {statistics}] (* best checkpoint written)', flush=True)
+            self.status_header_printed = True
+        print(epoch, n_processed, n_images, f'{ips:.1f} {dtrain:.1f} {dtest:.1f} {dsample:.1f} {dtot:.1f}',
+              bracketed(train_results), bracketed(test_results), msg, flush=True)
 
     def scalars(self, prefix, epoch, results, **extra):
         """TensorBoard: {prefix}/{stat} for the four statistics, then {prefix}/{name} for each extra."""

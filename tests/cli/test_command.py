@@ -42,10 +42,11 @@ def digits_test(n):
 
 
 def tiles(path, rows, columns):
-    """A grid PNG as [rows, columns, 8, 8, 3]."""
+    """A grid PNG as [rows, columns, 8, 8, 3], without the one-pixel separators between the cells."""
     grid = np.asarray(Image.open(path))
-    assert grid.shape == (rows * 8, columns * 8, 3)
-    return grid.reshape(rows, 8, columns, 8, 3).transpose(0, 2, 1, 3, 4)
+    assert grid.shape == (rows * 9 - 1, columns * 9 - 1, 3)
+    padded = np.pad(grid, [(0, 1), (0, 1), (0, 0)])  # each 8 x 8 cell with the separator after it: 9 x 9
+    return padded.reshape(rows, 9, columns, 9, 3)[:, :8, :, :8].transpose(0, 2, 1, 3, 4)
 
 
 @pytest.mark.parametrize('command', ['evaluate', 'sample', 'interpolate'])

@@ -1,6 +1,8 @@
-"""`emerging manipulate` on the tiny trained digits run, in-process (the command's own main)."""
+"""`emerging manipulate` on the tiny trained digits run and the pretrained digits model, in-process (the
+command's own main)."""
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -38,9 +40,11 @@ def digits(split, n):
 
 
 def tiles(path, rows, columns):
+    """A grid PNG as [rows, columns, 8, 8, 3], without the one-pixel separators between the cells."""
     grid = np.asarray(Image.open(path))
-    assert grid.shape == (rows * 8, columns * 8, 3)
-    return grid.reshape(rows, 8, columns, 8, 3).transpose(0, 2, 1, 3, 4)
+    assert grid.shape == (rows * 9 - 1, columns * 9 - 1, 3)
+    padded = np.pad(grid, [(0, 1), (0, 1), (0, 0)])  # each 8 x 8 cell with the separator after it: 9 x 9
+    return padded.reshape(rows, 9, columns, 9, 3)[:, :8, :, :8].transpose(0, 2, 1, 3, 4)
 
 
 def test_label_grid_saved_and_reused(run_dir, tmp_path, capsys, monkeypatch):
@@ -165,3 +169,71 @@ def test_unwritable_run_folder(trained_digits_run, tmp_path, capsys, monkeypatch
                                    '--n_examples', '100', '--out', out)
     assert code == 0, err
     assert 'cannot be written to' in stdout and os.path.isfile(out)
+
+
+# ---- the pretrained digits model -------------------------------------------------------------------------
+
+def test_pretrained_default_alphas_stay_finite(tmp_path, capsys, monkeypatch):
+    """The README's example: with the default alphas no cell is black or white; at -2 .. 2 the cells whose
+    decoding overflows are shown black, each named on a line."""
+    monkeypatch.setenv('EMERGING_CACHE_DIR', str(tmp_path / 'cache'))
+    out = str(tmp_path / 'grid.png')
+    example = ['--pretrained', 'digits', '--attributes', '0,1,7', '--test_index', '3', '--out', out]
+    code, stdout, err = manipulate(capsys, monkeypatch, *example)
+    assert code == 0, err
+    assert 'alpha = -1, -0.5, 0, 0.5, 1' in stdout and 'not finite' not in stdout
+    cells = tiles(out, 3, 5).reshape(15, -1)
+    assert np.all(cells.max(axis=1) > 0) and np.all(cells.min(axis=1) < 255)
+
+    code, stdout, err = manipulate(capsys, monkeypatch, *example, '--alphas', '-2,-1,0,1,2')
+    assert code == 0, err
+    noted = {(name, alpha) for alpha, name in re.findall(r"^alpha (\S+) for attribute '(\d)': .* not finite", stdout,
+                                                         re.M)}
+    black = {(name, alpha) for name, row in zip('017', tiles(out, 3, 5))
+             for alpha, cell in zip(['-2', '-1', '0', '1', '2'], row) if not cell.any()}
+    assert noted and noted == black
+    assert "alpha 2 for attribute '0': 100% of the decoded values are not finite" in stdout
+
+
+def test_pretrained_records_go_to_the_cache_not_the_package(tmp_path, capsys, monkeypatch):
+    from emerging.runs.folder import pretrained_run
+    package = pretrained_run('digits')
+
+    def listing():
+        return sorted((os.path.relpath(os.path.join(folder, name), package), os.stat(os.path.join(folder, name)))
+                      for folder, _, names in os.walk(package) for name in names)
+
+    before = listing()
+    cache = tmp_path / 'cache'
+    monkeypatch.setenv('EMERGING_CACHE_DIR', str(cache))
+    table = (digits('train', 200)[1] % 2 == 1)[:, None]
+    np.save(tmp_path / 'odd.npy', table)
+    args = ['--pretrained', 'digits', '--attributes', 'is_odd', '--attribute_file', str(tmp_path / 'odd.npy'),
+            '--attribute_names', 'is_odd', '--n_examples', N, '--test_index', '3', '--out', str(tmp_path / 'grid.png')]
+    code, stdout, err = manipulate(capsys, monkeypatch, *args)
+    assert code == 0, err
+    assert "dz of 'is_odd': " in stdout and 'positive and' in stdout
+    record = cache / 'pretrained' / 'digits' / 'manipulation' / 'dz_is_odd'
+    assert sorted(os.listdir(record.parent)) == ['dz_is_odd.json', 'dz_is_odd.npy']
+    code, stdout, err = manipulate(capsys, monkeypatch, *args)
+    assert code == 0, err
+    assert f"dz of 'is_odd': reused {record}.npy" in stdout
+    assert listing() == before
+
+
+def test_record_folders(tmp_path, monkeypatch):
+    from emerging.cli.manipulate import cache_root, record_folders
+    from emerging.runs.folder import pretrained_run
+    run = str(tmp_path / 'run')
+    assert record_folders(run) == ([os.path.join(run, 'manipulation')], os.path.join(run, 'manipulation'))
+    monkeypatch.delenv('EMERGING_CACHE_DIR', raising=False)
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+    assert cache_root() == str(tmp_path / 'xdg' / 'emerging')
+    shipped = pretrained_run('digits')
+    assert record_folders(shipped) == ([os.path.join(shipped, 'manipulation'),
+                                        str(tmp_path / 'xdg' / 'emerging' / 'pretrained' / 'digits' / 'manipulation')],
+                                       str(tmp_path / 'xdg' / 'emerging' / 'pretrained' / 'digits' / 'manipulation'))
+    monkeypatch.setenv('XDG_CACHE_HOME', 'relative')  # not absolute: ignored, as the XDG specification asks
+    assert cache_root() == os.path.join(os.path.expanduser('~'), '.cache', 'emerging')
+    monkeypatch.setenv('EMERGING_CACHE_DIR', str(tmp_path / 'mine'))
+    assert cache_root() == str(tmp_path / 'mine')

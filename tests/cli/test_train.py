@@ -53,7 +53,7 @@ def test_outputs_exist(digits_run):
     for k in range(8):
         path = os.path.join(logdir, f'epoch_2_sample_{k}.png')
         image = tf.io.decode_png(tf.io.read_file(path)).numpy()
-        assert image.shape == (80, 80, 3)  # 10 x 10 grid of 8 x 8 samples
+        assert image.shape == (89, 89, 3)  # 10 x 10 grid of 8 x 8 samples, one pixel between them
     assert best_checkpoint(logdir).endswith(os.path.join('best', 'ckpt-2'))
     assert tf.train.latest_checkpoint(os.path.join(logdir, 'checkpoints')).endswith('ckpt-3')
     assert os.listdir(os.path.join(logdir, 'tensorboard'))

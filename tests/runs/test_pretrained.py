@@ -44,7 +44,7 @@ def test_sample_interpolate_manipulate_export(capsys, tmp_path):
     code, _, err = cli(capsys, 'interpolate', '--pretrained', 'digits', '--test_index', '0', '1', '--steps', '3',
                        '--out', str(tmp_path / 'i.png'))
     assert code == 0, err
-    assert tf.io.decode_png(tf.io.read_file(str(tmp_path / 'i.png'))).shape == (8, 24, 3)
+    assert tf.io.decode_png(tf.io.read_file(str(tmp_path / 'i.png'))).shape == (8, 26, 3)  # 3 cells, 2 separators
     code, out, err = cli(capsys, 'manipulate', '--pretrained', 'digits', '--attributes', '0,7', '--test_index', '3',
                          '--out', str(tmp_path / 'm.png'))
     assert code == 0, err

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from emerging.choices import TEMPERATURES
-from emerging.training.recorder import Recorder, image_grid
+from emerging.training.recorder import SEPARATOR, Recorder, image_grid
 from emerging.training.steps import STATS
 
 HPARAMS = {'problem': 'digits', 'lr': 0.001}
@@ -83,12 +83,22 @@ def test_a_non_chief_writes_and_prints_nothing(tmp_path, capsys):
 
 def test_status_line(tmp_path, capsys):
     recorder = Recorder(str(tmp_path), HPARAMS)
-    train, test = np.array([7.5, 7.5, 0., 1.], np.float32), np.array([7.25, 7.25, 0., 1.], np.float32)
+    train, test = np.array([7.5, 7.123456, 0., 1.], np.float32), np.array([7.25, 7.25, 0., 1.], np.float32)
     recorder.status(2, 640, 320, 1234.56, 1.04, 0.25, 0.5, 1.86, train, test, ' *')
     recorder.status(3, 960, 480, 1000., 1., 0., 0., 1., train, [], '')
-    first, second = capsys.readouterr().out.splitlines()
-    assert first == f'2 640 320 1234.6 1.0 0.2 0.5 1.9 {train} {test}  *'
-    assert second == f'3 960 480 1000.0 1.0 0.0 0.0 1.0 {train} [] '
+    header, first, second = capsys.readouterr().out.splitlines()
+    assert header == ('epoch n_processed n_images ips dtrain dtest dsample dtot [train loss bits_x bits_y pred_loss] '
+                      '[test loss bits_x bits_y pred_loss] (* best checkpoint written)')
+    assert first == '2 640 320 1234.6 1.0 0.2 0.5 1.9 [7.5000 7.1235 0.0000 1.0000] [7.2500 7.2500 0.0000 1.0000]  *'
+    assert second == '3 960 480 1000.0 1.0 0.0 0.0 1.0 [7.5000 7.1235 0.0000 1.0000] [] '
+
+
+def test_status_lines_parse_as_compare_families_reads_them(tmp_path, capsys):
+    from emerging.cli.compare_families import parse_images_per_second
+    recorder = Recorder(str(tmp_path), HPARAMS)
+    for epoch, ips in ((1, 10.), (2, 300.), (3, 600.)):
+        recorder.status(epoch, 64 * epoch, 64 * epoch, ips, 1., 0., 0., 1., np.zeros(4), [], '')
+    assert parse_images_per_second(capsys.readouterr().out) == 400.  # the first epoch's left out
 
 
 def test_verbose_step_lines(tmp_path, capsys):
@@ -113,20 +123,24 @@ def test_sample_grids(tmp_path):
     assert paths == [str(tmp_path / f'epoch_5_sample_{k}.png') for k in range(8)]
     for k, path in enumerate(paths):
         image = tf.io.decode_png(tf.io.read_file(path)).numpy()
-        assert image.shape == (80, 80, 3) and np.all(image == k + 1)  # 10 x 10 samples of 8 x 8
+        assert image.shape == (89, 89, 3)  # 10 x 10 samples of 8 x 8, 9 separators each way
+        assert np.all(image[:8, :8] == k + 1) and np.all(image[81:, 81:] == k + 1) and np.all(image[8] == SEPARATOR)
     np.testing.assert_array_equal(calls[0][0], np.arange(100) % 10)
     assert [t[0] for _, t in calls] == list(np.float32(TEMPERATURES)) and all(len(t) == 100 for _, t in calls)
     # above 64 px: 4 x 4 samples; one channel is written as a grey PNG
     calls.clear()
     paths = recorder.sample_grids(6, sample(72, 1), image_size=72, n_y=3)
-    assert tf.io.decode_png(tf.io.read_file(paths[0])).numpy().shape == (288, 288, 1)
+    assert tf.io.decode_png(tf.io.read_file(paths[0])).numpy().shape == (291, 291, 1)
     np.testing.assert_array_equal(calls[0][0], [0, 1, 2, 0] * 4)  # one class per column
     assert not [name for name in os.listdir(tmp_path) if 'tmp' in name]
 
 
-def test_image_grid_fills_rows_and_leaves_the_rest_black():
+def test_image_grid_separates_cells_and_leaves_the_rest_black():
     images = np.arange(1, 6, dtype=np.uint8)[:, None, None, None] * np.ones([5, 2, 3, 1], np.uint8)
     grid = image_grid(images, 2)
-    assert grid.shape == (6, 6, 1)
-    assert grid[0, 0, 0] == 1 and grid[0, 3, 0] == 2 and grid[2, 0, 0] == 3 and grid[4, 0, 0] == 5
-    assert np.all(grid[4:, 3:] == 0)
+    assert grid.shape == (3 * 2 + 2, 2 * 3 + 1, 1)
+    cells = [grid[top:top + 2, left:left + 3] for top in (0, 3, 6) for left in (0, 4)]
+    for value, cell in zip([1, 2, 3, 4, 5, 0], cells):
+        assert np.all(cell == value)
+    assert np.all(grid[[2, 5]] == SEPARATOR) and np.all(grid[:, 3] == SEPARATOR)
+    assert image_grid(images[:1], 1).shape == (2, 3, 1)  # no border
