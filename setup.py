@@ -25,13 +25,14 @@ REQUIREMENTS = [
     'Pillow>=10,<12',
     'tqdm>=4.66,<5',
     'matplotlib>=3.8,<3.10',
+    'setuptools>=70,<81',  # TensorBoard 2.18 imports pkg_resources, which setuptools 81 and later no longer ship
 ]
 
 setup(
     name='emerging',
     version=VERSION,
     description='Emerging convolutions for generative normalizing flows: a TF2 / Keras / TFP port',
-    # only the package: train.py and scripts/ stay in the repository (python -m emerging.cli.train is train.py)
+    # only the package: train.py and scripts/ stay in the repository as wrappers of `emerging` subcommands
     packages=find_packages(include=['emerging', 'emerging.*']),
     package_data={'emerging.runs': ['pretrained/*/*.json', 'pretrained/*/*.txt', 'pretrained/*/*.ckpt.*',
                                     'pretrained/*/best/*',
@@ -43,6 +44,7 @@ setup(
     extras_require={
         # built from source against the pinned TensorFlow; needs MPI (see scripts/setup.sh)
         'horovod': ['horovod==0.28.1'],
-        'test': ['pytest>=8,<9', 'ruff==0.17.6'],
+        # the linter, the tests, and the test that runs examples/quickstart.ipynb
+        'test': ['pytest>=8,<9', 'ruff==0.17.6', 'nbclient==0.11.0', 'nbformat==5.11.1', 'ipykernel==7.4.0'],
     },
 )

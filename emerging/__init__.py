@@ -14,6 +14,7 @@ alone does not start TensorFlow.  Where things live:
 * emerging.data      input pipelines and data sets
 * emerging.cli       every command line (train.py, train_resflow.py, the density scripts, `emerging`)
 """
+from emerging import quiet
 from emerging.exports import lazy_exports
 
 __version__ = '0.3.0'
@@ -37,6 +38,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     'Recorder': 'emerging.training.recorder',
     'load_run': 'emerging.runs.load',
     'Run': 'emerging.runs.load',
+    'load_pretrained': 'emerging.runs.load',
     'pretrained_run': 'emerging.runs.folder',
     'export_savedmodel': 'emerging.runs.export',
     'import_tf1_checkpoint': 'emerging.runs.tf1_import',
@@ -44,5 +46,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
 })
 __all__ = ['__version__', 'GlowConfig', 'ResFlowConfig', 'TrainConfig', 'ImageFlowModel', 'ImageFlowBijector',
            'Glow', 'ResFlow', 'build_model', 'Optimizer', 'DynamicLossScale', 'PolyakAverage', 'Distributed',
-           'Trainer', 'TrainingDiverged', 'CheckpointState', 'Recorder', 'load_run', 'Run', 'pretrained_run',
-           'export_savedmodel', 'import_tf1_checkpoint', 'InputError']
+           'Trainer', 'TrainingDiverged', 'CheckpointState', 'Recorder', 'load_run', 'Run', 'load_pretrained',
+           'pretrained_run', 'export_savedmodel', 'import_tf1_checkpoint', 'InputError']
+quiet.install()
+

@@ -11,11 +11,12 @@ from tests.helpers import ROOT, env
 PACKAGE = os.path.join(ROOT, 'emerging')
 # what each part may import from the rest of the package (the root package: __version__ and lazy names)
 ALLOWED = {
-    'emerging': {'emerging.exports'},
+    'emerging': {'emerging.exports', 'emerging.quiet'},
     'emerging.__main__': {'emerging.cli'},
     'emerging.choices': set(),
     'emerging.errors': set(),
     'emerging.exports': set(),
+    'emerging.quiet': set(),
     'emerging.averaging': set(),
     'emerging.data': {'emerging.exports', 'emerging.choices', 'emerging.errors'},
     'emerging.flows': {'emerging.choices', 'emerging.errors'},
@@ -25,8 +26,8 @@ ALLOWED = {
                       'emerging.flows', 'emerging.models'},
     'emerging.training': {'emerging.exports', 'emerging.choices', 'emerging.errors', 'emerging.averaging',
                           'emerging.runs'},
-    'emerging.cli': {'emerging', 'emerging.choices', 'emerging.errors', 'emerging.averaging', 'emerging.data',
-                     'emerging.models', 'emerging.runs', 'emerging.training', 'emerging.vector'},
+    'emerging.cli': {'emerging', 'emerging.quiet', 'emerging.choices', 'emerging.errors', 'emerging.averaging',
+                     'emerging.data', 'emerging.models', 'emerging.runs', 'emerging.training', 'emerging.vector'},
 }
 # modules that must import without TensorFlow (the command lines parse and check their flags before it loads)
 TENSORFLOW_FREE = [
@@ -36,7 +37,8 @@ TENSORFLOW_FREE = [
     'emerging.runs.folder', 'emerging.runs.load', 'emerging.cli', 'emerging.cli.command', 'emerging.cli.common',
     'emerging.cli.train', 'emerging.cli.train_resflow', 'emerging.cli.launch', 'emerging.cli.toy',
     'emerging.cli.tabular', 'emerging.cli.plot_logs', 'emerging.cli.write_tfrecords',
-    'emerging.cli.package_pretrained', 'emerging.cli.public_bnaf', 'emerging.runs.torch_files']
+    'emerging.cli.package_pretrained', 'emerging.cli.public_bnaf', 'emerging.runs.torch_files', 'emerging.quiet',
+    'emerging.cli.resflow_toy', 'emerging.cli.compare_families', 'emerging.cli.check_gpu']
 
 
 def modules():

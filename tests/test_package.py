@@ -6,6 +6,7 @@ import subprocess
 import sys
 import zipfile
 
+import numpy as np
 import pytest
 
 import emerging
@@ -56,11 +57,8 @@ def test_command_line_entry_points():
     assert wrong.returncode == 2 and '--out' in wrong.stderr
 
 
-@pytest.mark.slow
-def test_the_wheel_installs_only_the_package_with_its_pretrained_model(tmp_path):
-    """`pip wheel` of the project holds the package `emerging` (the pretrained model and its manipulation
-    records included) and its console script, nothing else (train.py and scripts/ stay in the repository);
-    installed into a fresh virtualenv it evaluates the pretrained model from another folder."""
+def build_wheel(tmp_path):
+    """`pip wheel` of the package alone (the repository's emerging/ and setup.py): its path."""
     source = tmp_path / 'source'
     shutil.copytree(os.path.join(ROOT, 'emerging'), source / 'emerging',
                     ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
@@ -69,29 +67,110 @@ def test_the_wheel_installs_only_the_package_with_its_pretrained_model(tmp_path)
                             str(tmp_path), str(source)], env=env(), capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr
     wheel, = glob.glob(str(tmp_path / 'emerging-*.whl'))
-    with zipfile.ZipFile(wheel) as archive:
-        names = archive.namelist()
-        entry_points = archive.read(f'emerging-{emerging.__version__}.dist-info/entry_points.txt').decode()
-    assert {name.split('/')[0] for name in names} == {'emerging', f'emerging-{emerging.__version__}.dist-info'}
-    pretrained = 'emerging/runs/pretrained/digits/'
-    for name in ('config.json', 'train.txt', 'model_best_loss.ckpt.index', 'manipulation/dz_7.npy',
-                 'manipulation/dz_7.json'):
-        assert pretrained + name in names, name
-    assert 'emerging = emerging.cli.command:main' in entry_points
+    return wheel
 
-    venv = tmp_path / 'venv'
+
+def install_in_fresh_venv(wheel, venv):
+    """A virtualenv holding the wheel's package, with this environment's dependencies (TensorFlow & co.) on its
+    path but not the repository; its site-packages folder."""
     subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], check=True, timeout=300)
     site = glob.glob(str(venv / 'lib' / 'python*' / 'site-packages'))[0]
-    with open(os.path.join(site, 'project_dependencies.pth'), 'w') as f:  # this venv's TensorFlow & co.
+    with open(os.path.join(site, 'project_dependencies.pth'), 'w') as f:
         f.write(next(p for p in sys.path if p.endswith('site-packages')) + '\n')
     installed = subprocess.run([sys.executable, '-m', 'pip', '--python', str(venv / 'bin' / 'python'), 'install',
                                 '-q', '--no-deps', wheel], capture_output=True, text=True, timeout=600)
     assert installed.returncode == 0, installed.stderr
+    return site
+
+
+def package_files(folder):
+    """{relative path: (size, mtime)} of every file of an installed package but Python's byte-code caches."""
+    listing = {}
+    for directory, folders, files in os.walk(folder):
+        folders[:] = [f for f in folders if f != '__pycache__']
+        for name in files:
+            path = os.path.join(directory, name)
+            listing[os.path.relpath(path, folder)] = (os.path.getsize(path), os.path.getmtime(path))
+    return listing
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_only_the_package_with_its_pretrained_model(tmp_path):
+    """`pip wheel` of the project holds the package `emerging` (the pretrained model and its manipulation
+    records included) and its console script, nothing else (train.py and scripts/ are in the package as
+    `emerging` subcommands); installed into a fresh virtualenv, every program answers --help from its console
+    script, each runs once on tiny settings from another folder, and nothing is written into the package."""
+    from emerging.cli.command import PROGRAMS, SUBCOMMANDS
+    from tests.data import tabular_files
+
+    wheel = build_wheel(tmp_path)
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = archive.read(f'emerging-{emerging.__version__}.dist-info/entry_points.txt').decode()
+        metadata = archive.read(f'emerging-{emerging.__version__}.dist-info/METADATA').decode()
+    assert {name.split('/')[0] for name in names} == {'emerging', f'emerging-{emerging.__version__}.dist-info'}
+    pretrained = 'emerging/runs/pretrained/digits/'
+    for name in ('config.json', 'train.txt', 'test.txt', 'model_best_loss.ckpt.index',
+                 'model_best_loss.ckpt.data-00000-of-00001', 'manipulation/dz_7.npy', 'manipulation/dz_7.json'):
+        assert pretrained + name in names, name
+    assert 'emerging = emerging.cli.command:main' in entry_points
+    with open(os.path.join(ROOT, 'requirements.txt')) as f:  # every runtime requirement is installed with it
+        wanted = {line.split('==')[0].split('>=')[0].strip().lower() for line in f
+                  if line.strip() and not line.startswith('#')}
+    required = {line.split(':', 1)[1].strip().split(';')[0].replace(' ', '').lower()
+                for line in metadata.splitlines() if line.startswith('Requires-Dist:') and 'extra ==' not in line}
+    test_only = {'pytest', 'ruff', 'nbclient', 'nbformat', 'ipykernel'}
+    assert {r.split('==')[0].split('>=')[0].split('<')[0] for r in required} == wanted - test_only
+
+    site = install_in_fresh_venv(wheel, tmp_path / 'venv')
+    package = os.path.join(site, 'emerging')
+    before = package_files(package)
     clean = {k: v for k, v in env().items() if k != 'PYTHONPATH'}
-    result = subprocess.run([str(venv / 'bin' / 'emerging'), 'evaluate', '--pretrained', 'digits'], cwd=tmp_path,
-                            env=clean, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1].startswith('test bits_x: 3.3')
+    clean['XDG_CACHE_HOME'] = str(tmp_path / 'cache')
+    work = tmp_path / 'work'
+    work.mkdir()
+
+    def emerging_command(*args, timeout=600):
+        result = subprocess.run([str(tmp_path / 'venv' / 'bin' / 'emerging'), *args], cwd=work, env=clean,
+                                capture_output=True, text=True, timeout=timeout)
+        assert result.returncode == 0, f'emerging {" ".join(args)}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}'
+        return result.stdout
+
+    listed = emerging_command('--help')
+    for name in [*PROGRAMS, *SUBCOMMANDS]:
+        assert name in listed, name
+        assert f'usage: emerging {name}' in emerging_command(name, '--help'), name
+
+    assert emerging_command('evaluate', '--pretrained', 'digits').strip().splitlines()[-1].startswith(
+        'test bits_x: 3.3')
+    emerging_command('manipulate', '--pretrained', 'digits', '--attributes', '7', '--n_examples', '200',
+                     '--test_index', '3', '--out', 'manipulation.png')  # another dz than the shipped one: cached
+    assert glob.glob(str(tmp_path / 'cache' / 'emerging' / '**' / 'dz_7.npy'), recursive=True)
+    emerging_command('train', '--problem', 'digits', '--image_size', '8', '--anchor_size', '8', '--n_batch_train',
+                     '32', '--n_batch_init', '64', '--n_train', '64', '--n_levels', '2', '--depth', '1', '--width',
+                     '8', '--epochs', '2', '--no_progress', '--logdir', 'glow')
+    assert os.path.exists(work / 'glow' / 'test.txt')
+    emerging_command('plot', 'glow', '--out', 'plots')
+    assert os.path.exists(work / 'plots' / 'bits_x.png')
+    emerging_command('train-resflow', '--data', 'digits', '--nblocks', '1', '--idim', '8', '--fc-idim', '8',
+                     '--batchsize', '64', '--nepochs', '1', '--no-progress', '--save', 'resflow')
+    assert os.path.exists(work / 'resflow' / 'config.json')
+    emerging_command('toy', '--train', '--dataset', '8gaussians', '--flow', 'maf', '--n_steps', '10',
+                     '--log_interval', '10', '--output_dir', 'toy', '--no_progress')
+    assert os.path.exists(work / 'toy' / 'step_10.png')
+    emerging_command('resflow-toy', '--data', '8gaussians', '--nblocks', '1', '--dims', '8-8', '--niters', '10',
+                     '--viz_freq', '10', '--val_freq', '10', '--save', 'resflow_toy', '--no_progress')
+    assert os.path.exists(work / 'resflow_toy' / 'figs' / '0010.png')
+    tabular_files.write_all(str(work / 'tabular_data'))
+    emerging_command('tabular', '--dataset', 'miniboone', '--data_dir', 'tabular_data', '--flow', 'maf', '--epochs',
+                     '1', '--output_dir', 'tabular', '--no_progress')
+    np.save(work / 'images.npy', np.random.default_rng(0).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8))
+    emerging_command('write-tfrecords', '--images', 'images.npy', '--out', 'records', '--size', '8')
+    assert glob.glob(str(work / 'records' / '**' / '*.tfrecords'), recursive=True)
+    assert 'train step' in emerging_command('check-gpu', '--allow_cpu', '--image_size', '8', '--n_levels', '1',
+                                            '--depth', '1', '--width', '8', '--batch', '4')
+
+    assert package_files(package) == before  # nothing written into the installed package
     assert os.path.join(site, 'emerging') in subprocess.run(
-        [str(venv / 'bin' / 'python'), '-c', 'import emerging; print(emerging.__file__)'], cwd=tmp_path, env=clean,
-        capture_output=True, text=True, timeout=300).stdout
+        [str(tmp_path / 'venv' / 'bin' / 'python'), '-c', 'import emerging; print(emerging.__file__)'], cwd=work,
+        env=clean, capture_output=True, text=True, timeout=300).stdout

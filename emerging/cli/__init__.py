@@ -8,15 +8,11 @@
 * launch.py         one training or inference run from configurations: what both trainers share
 * paths.py          output paths checked before any work
 * toy.py, tabular.py  the density benchmarks' command lines (scripts/toy_density.py, scripts/tabular_density.py)
-* quiet.py          TensorFlow's start-up noise filtered out of every command line's output
 
 Bad input (a flag, a file, a shape) stops before any work with a message
 naming it and exit code 2.
 """
 import os
 
-from emerging.cli import quiet
-
 # INFO and WARNING lines of TensorFlow's C++ runtime (oneDNN, CPU features) off unless asked for
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-quiet.install()

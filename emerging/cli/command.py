@@ -1,4 +1,18 @@
-"""The `emerging` command line: work with a trained run (or a pretrained model).
+"""The `emerging` command line: every program of the project, and work with a trained run.
+
+Programs (each takes its own command line, as the script in the repository does):
+
+    emerging train           train.py: Glow-family flows with the original's flags (Horovod under mpiexec)
+    emerging train-resflow   scripts/train_resflow.py: Residual Flows with the public code's flags
+    emerging toy             scripts/toy_density.py: 2-D densities and energies with BNAF, MAF, RealNVP
+    emerging resflow-toy     scripts/train_resflow_toy.py: 2-D densities with Residual Flows
+    emerging tabular         scripts/tabular_density.py: the tabular benchmarks with BNAF, MAF, RealNVP
+    emerging compare-families  scripts/compare_families.py: one table across flow families
+    emerging plot            scripts/plot_logs.py: curves of one or more runs
+    emerging write-tfrecords scripts/write_tfrecords.py: Glow-format shards from images
+    emerging check-gpu       scripts/check_gpu.py: GPUs, Horovod's build and one train step per process
+
+Working with a run (or a pretrained model, --pretrained digits):
 
     emerging evaluate    test bits/dim with its standard error
     emerging sample      sample grids at several temperatures (PNG) or raw samples (NPY)
@@ -9,17 +23,18 @@
     emerging import-resflow  a checkpoint of the public Residual Flows code as a run of this port
 
 Installed as the console script `emerging` (this module's `main`); also
-`python -m emerging`.  Each
-subcommand has `--help`.  Bad input (a flag, a file, a shape) stops before any
-work with a message naming it and exit code 2.
+`python -m emerging`.  Each subcommand has `--help`, which, like a bad flag,
+answers without starting TensorFlow.  Bad input (a flag, a file, a shape)
+stops before any work with a message naming it and exit code 2.
 """
 import argparse
 import importlib
-import os
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
+# program -> module of emerging.cli with main(argv, prog) -> exit code; the program parses its own flags
+PROGRAMS = {'train': 'train', 'train-resflow': 'train_resflow', 'toy': 'toy', 'resflow-toy': 'resflow_toy',
+            'tabular': 'tabular', 'compare-families': 'compare_families', 'plot': 'plot_logs',
+            'write-tfrecords': 'write_tfrecords', 'check-gpu': 'check_gpu'}
 # subcommand -> module of emerging.cli; each module has add_parser(subparsers) and run(args) -> exit code
 SUBCOMMANDS = {'evaluate': 'evaluate', 'sample': 'sample', 'interpolate': 'interpolate',
                'manipulate': 'manipulate', 'export': 'export', 'import-tf1': 'import_tf1',
@@ -31,9 +46,16 @@ def build_parser():
     parser = argparse.ArgumentParser(prog='emerging', description=__doc__.splitlines()[0])
     parser.add_argument('--version', action='version', version=_version())
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
+    for name, module in PROGRAMS.items():  # listed here; main() hands their arguments to them
+        subparsers.add_parser(name, add_help=False, help=_summary(module))
     for module in SUBCOMMANDS.values():
         importlib.import_module(f'emerging.cli.{module}').add_parser(subparsers)
     return parser
+
+
+def _summary(module):
+    """The first line of a program module's docstring."""
+    return importlib.import_module(f'emerging.cli.{module}').__doc__.strip().splitlines()[0]
 
 
 def _version():
@@ -50,6 +72,10 @@ def main(argv=None) -> int:
     Returns:
       The exit code: 0 done, 2 bad input (the message printed).
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in PROGRAMS:
+        program = importlib.import_module(f'emerging.cli.{PROGRAMS[argv[0]]}')
+        return program.main(argv[1:], prog=f'emerging {argv[0]}')
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

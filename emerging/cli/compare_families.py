@@ -5,39 +5,40 @@ emerging, periodic, Residual Flow), every model trained by its own program under
     python scripts/compare_families.py --part toy --datasets 8gaussians,moons --steps 500 --out runs/cmp_toy
     python scripts/compare_families.py --part digits --epochs 40 --out runs/cmp_digits
 
-Every model is trained in a subprocess (this Python, cwd = the repository, the repository's scripts); the whole
-command line of every run is echoed on stderr (`$ cd REPO && ...`) so that any run can be repeated alone, with a
+Every model is trained in a subprocess by the `emerging` command's programs (this Python, `python -m emerging
+PROGRAM`, with this `emerging` package first on the path, so it runs from a clone or an installed package alike);
+the whole command line of every run is echoed on stderr (`$ ...`) so that any run can be repeated alone, with a
 progress line per run, and each run's stdout / stderr is kept in {out}/logs/.  Nothing here imports TensorFlow.
 
-Toy part (`--part toy`): for every data set of `emerging.data.toy2d.DATASETS` (or `--datasets a,b`) and every
-family of `--families`:
+Toy part (`--part toy`): for every data set of `emerging.data.toy2d.DATASETS` (or `--datasets a,b`) and every family
+of `--families`:
 
-* BNAF, MAF, RealNVP: `scripts/toy_density.py --train --flow F` at its defaults (BNAF: one network of 2 tanh
-  layers of 50 units per dimension, 8,204 parameters; MAF / RealNVP: as many blocks as give about BNAF's count;
-  Adam (amsgrad) lr 1e-2 halved on plateaus, gradients clipped to 0.1);
-* ResFlow: `scripts/train_resflow_toy.py` (the public train_toy.py's defaults: i-ResNet blocks, LipSwish,
-  spectral norm 0.9, Adam lr 1e-3, the unbiased Russian-roulette log-det) with --resflow_nblocks blocks of
-  --resflow_dims hidden widths: 10 x 32-32 by default, 12,210 parameters, of the order of BNAF's.
+* BNAF, MAF, RealNVP: `emerging toy --train --flow F` (scripts/toy_density.py) at its defaults (BNAF: one network of
+  2 tanh layers of 50 units per dimension, 8,204 parameters; MAF / RealNVP: as many blocks as give about BNAF's
+  count; Adam (amsgrad) lr 1e-2 halved on plateaus, gradients clipped to 0.1);
+* ResFlow: `emerging resflow-toy` (scripts/train_resflow_toy.py: the public train_toy.py's defaults: i-ResNet
+  blocks, LipSwish, spectral norm 0.9, Adam lr 1e-3, the unbiased Russian-roulette log-det) with --resflow_nblocks
+  blocks of --resflow_dims hidden widths: 10 x 32-32 by default, 12,210 parameters, of the order of BNAF's.
 
 The budget is the same for all: --steps training steps of --batch_size fresh samples, seed --seed.  Each program
 ends with `parameters: N; train steps/s: S` and `test nll: X +- SE nats (true: H +- SE)`: the mean negative
-log-likelihood of the same 10,000 fresh test points (seed + 1) and its standard error, and H the data's
-entropy.  {out}/compare_toy.md holds two tables.  The first has one row per data set: the true entropy H, then
-per family `NLL +- SE (gap)` with gap = NLL - H (0 is a perfect model: NLL is H plus KL(data || model), so a gap
-is always >= 0 up to the standard errors) and the lowest NLL of the row in bold.  The second has per family the
-parameter count, the training steps per second (the first step, which traces the graph, left out) and the gap,
-both the mean over the data sets.  {out}/compare_toy.png shows, per data set (columns), the target density and
-each family's learned density (rows) at the end of training, cut from each run's own figure.
+log-likelihood of the same 10,000 fresh test points (seed + 1) and its standard error, and H the data's entropy.
+{out}/compare_toy.md holds two tables.  The first has one row per data set: the true entropy H, then per family
+`NLL +- SE (gap)` with gap = NLL - H (0 is a perfect model: NLL is H plus KL(data || model), so a gap is always >= 0 up
+to the standard errors) and the lowest NLL of the row in bold.  The second has per family the parameter count, the
+training steps per second (the first step, which traces the graph, left out) and the gap, both the mean over the
+data sets.  {out}/compare_toy.png shows, per data set (columns), the target density and each family's learned
+density (rows) at the end of training, cut from each run's own figure.
 
-Digits part (`--part digits`): `train.py --problem digits` with --flow_permutation 2 (Glow 1x1), 3 (emerging) and 4
-(periodic), 2 levels of 8 steps, coupling networks 128 wide, affine coupling, learned prior, and
-`scripts/train_resflow.py --data digits --nblocks 8-8 --idim 128` (about 0.8M parameters each), all --epochs
-epochs of batch 64 with 2 epochs of warm-up (the README's "Digits, both families at about the same size").  Then
+Digits part (`--part digits`): `emerging train --problem digits` (train.py) with --flow_permutation 2 (Glow 1x1), 3
+(emerging) and 4 (periodic), 2 levels of 8 steps, coupling networks 128 wide, affine coupling, learned prior, and
+`emerging train-resflow --data digits --nblocks 8-8 --idim 128` (about 0.8M parameters each), all --epochs epochs of
+batch 64 with 2 epochs of warm-up (the README's "Digits, both families at about the same size").  Then
 `emerging evaluate --logdir RUN --n_dequant 4 --weights latest` scores the final weights on the 300 test images.
 {out}/compare_digits.md has per model: the parameter count (the programs' `parameters: ... total N` line), test
 bits/dim +- its standard error over the test images (the lowest in bold), the train bits/dim of the last epoch
-(train.txt; with the test value, how much a model overfits) and the training images per second (the harmonic mean
-of the status lines' `ips` after the first epoch, which traces the graph: total images over total time).
+(train.txt; with the test value, how much a model overfits) and the training images per second (the harmonic mean of
+the status lines' `ips` after the first epoch, which traces the graph: total images over total time).
 --digits_depth, --digits_width, --digits_nblocks and --digits_idim change the sizes (for a quick check only).
 
 --out is checked before any run starts; bad flags are errors naming the flag (exit code 2).  A run that fails, or
@@ -60,7 +61,8 @@ from emerging.data import toy2d
 from emerging.errors import InputError
 
 PROG = 'compare_families.py'
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# the folder holding this `emerging` package: first on the children's path, so that they run this same code
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PARTS = ('toy', 'digits', 'all')
 DESCRIPTION = ('One table across flow families: toy densities (BNAF, MAF, RealNVP, Residual Flow) and 8x8 digits '
                '(Glow 1x1, emerging, periodic, Residual Flow), each model trained by its own program under the same '
@@ -70,8 +72,7 @@ TOY_FAMILIES = {'bnaf': 'BNAF', 'maf': 'MAF', 'realnvp': 'RealNVP', 'resflow': '
 #: digits model -> (its name in the table, train.py's --flow_permutation; None: train_resflow.py)
 DIGITS_MODELS = {'glow': ('Glow 1x1', 2), 'emerging': ('emerging', 3), 'periodic': ('periodic', 4),
                  'resflow': ('Residual Flow', None)}
-SCRIPTS = {'toy': ('scripts/toy_density.py', 'scripts/train_resflow_toy.py'),
-           'digits': ('train.py', 'scripts/train_resflow.py')}
+EMERGING = (sys.executable, '-m', 'emerging')
 N_DEQUANT = 4
 TAIL_LINES = 15
 CELL_PIXELS = 100
@@ -205,13 +206,16 @@ def read_last_train_bits(path: str) -> float:
 
 
 # ---- flags ---------------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """compare_families.py's parser.
+
+    Args:
+      prog: the program's name in the usage line and error messages.
 
     Returns:
       The `argparse.ArgumentParser`.
     """
-    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, allow_abbrev=False,
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, allow_abbrev=False,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = p.add_argument
     a('--part', choices=PARTS, default='all', help='the toy densities, the digits, or both (default)')
@@ -281,11 +285,6 @@ def check(args: argparse.Namespace) -> tuple[list, list]:
     _widths(args.resflow_dims, '--resflow_dims')
     _widths(args.digits_nblocks, '--digits_nblocks')
     check_output_folder(args.out, '--out')
-    parts = ('toy', 'digits') if args.part == 'all' else (args.part,)
-    for part in parts:
-        for script in SCRIPTS[part]:
-            if not os.path.exists(os.path.join(ROOT, script)):
-                raise InputError(f'{script} is missing from {ROOT}: the {part} part needs it')
     return datasets, families
 
 
@@ -296,7 +295,7 @@ def _tail(text: str, n: int = TAIL_LINES) -> str:
 
 
 class Runner:
-    """Runs the programs one after another in the repository, echoing each command line and a progress line.
+    """Runs the programs one after another in the current folder, echoing each command line and a progress line.
 
     Args:
       total: the number of runs, for the progress lines.
@@ -312,7 +311,7 @@ class Runner:
         Args:
           label: what the run is, for the progress line and errors ('bnaf on 8gaussians').
           name: the base name of its log files.
-          command: the command line (run with cwd = the repository).
+          command: the command line.
 
         Returns:
           Its stdout.
@@ -321,11 +320,13 @@ class Runner:
           RunFailed: when it exits with a code other than 0.
         """
         self.done += 1
-        print(f'[{self.done}/{self.total}] {label}\n    $ cd {shlex.quote(ROOT)} && {shlex.join(command)}',
+        print(f'[{self.done}/{self.total}] {label}\n    $ {shlex.join(command)}',
               file=sys.stderr, flush=True)
         start = time.time()
-        environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get('TF_CPP_MIN_LOG_LEVEL', '2'))
-        result = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True)
+        path = os.pathsep.join(p for p in (PACKAGE_PARENT, os.environ.get('PYTHONPATH')) if p)
+        environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get('TF_CPP_MIN_LOG_LEVEL', '2'),
+                           PYTHONPATH=path)
+        result = subprocess.run(command, env=environment, capture_output=True, text=True)
         os.makedirs(self.log_dir, exist_ok=True)
         for suffix, text in (('out', result.stdout), ('err', result.stderr)):
             with open(os.path.join(self.log_dir, f'{name}.{suffix}'), 'w') as f:
@@ -402,11 +403,11 @@ def toy_command(family: str, dataset: str, args: argparse.Namespace, folder: str
     """
     n, batch, seed = str(args.steps), str(args.batch_size), str(args.seed)
     if family == 'resflow':
-        command = [sys.executable, 'scripts/train_resflow_toy.py', '--data', dataset, '--niters', n,
+        command = [*EMERGING, 'resflow-toy', '--data', dataset, '--niters', n,
                    '--batch_size', batch, '--nblocks', str(args.resflow_nblocks), '--dims', args.resflow_dims,
                    '--viz_freq', n, '--val_freq', n, '--save', folder, '--seed', seed, '--no_progress']
         return command, os.path.join(folder, 'figs', f'{args.steps:04d}.png')
-    command = [sys.executable, 'scripts/toy_density.py', '--train', '--dataset', dataset, '--flow', family,
+    command = [*EMERGING, 'toy', '--train', '--dataset', dataset, '--flow', family,
                '--n_steps', n, '--batch_size', batch, '--log_interval', n, '--output_dir', folder, '--seed', seed,
                '--no_progress']
     return command, os.path.join(folder, f'step_{args.steps}.png')
@@ -619,10 +620,10 @@ def digits_command(model: str, args: argparse.Namespace, folder: str) -> list:
     epochs, seed = args.epochs, str(args.seed)
     permutation = DIGITS_MODELS[model][1]
     if permutation is None:
-        return [sys.executable, 'scripts/train_resflow.py', '--data', 'digits', '--nblocks', args.digits_nblocks,
+        return [*EMERGING, 'train-resflow', '--data', 'digits', '--nblocks', args.digits_nblocks,
                 '--idim', str(args.digits_idim), '--nepochs', str(epochs), '--warmup-iters', '48',
                 '--valid-freq', str(epochs), '--save', folder, '--seed', seed, '--no-progress']
-    return [sys.executable, 'train.py', '--problem', 'digits', '--image_size', '8', '--anchor_size', '8',
+    return [*EMERGING, 'train', '--problem', 'digits', '--image_size', '8', '--anchor_size', '8',
             '--n_batch_train', '64', '--n_levels', '2', '--depth', str(args.digits_depth), '--width',
             str(args.digits_width), '--flow_permutation', str(permutation), '--flow_coupling', '1', '--learnprior',
             '--epochs', str(epochs + 1), '--epochs_warmup', '2', '--epochs_full_valid', str(epochs),
@@ -638,7 +639,7 @@ def evaluate_command(folder: str) -> list:
     Returns:
       The command line.
     """
-    return [sys.executable, '-m', 'emerging', 'evaluate', '--logdir', folder, '--n_dequant', str(N_DEQUANT),
+    return [*EMERGING, 'evaluate', '--logdir', folder, '--n_dequant', str(N_DEQUANT),
             '--weights', 'latest']
 
 
@@ -708,20 +709,21 @@ def _write(path: str, text: str) -> None:
     print(f'written: {path}', file=sys.stderr, flush=True)
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str = PROG) -> int:
     """compare_families.py: run the parts, print and write the tables.
 
     Args:
       argv: the arguments (default: the process's).
+      prog: the program's name in the usage line and error messages.
 
     Returns:
       The exit code: 0 done, 1 a run failed or lacks a line, 2 bad input (before any run).
     """
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         datasets, families = check(args)
     except InputError as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
+        print(f'{prog}: error: {error}', file=sys.stderr)
         return 2
     args.out = os.path.abspath(args.out)  # the runs' cwd is the repository
     toy, digits = args.part in ('toy', 'all'), args.part in ('digits', 'all')
@@ -738,7 +740,7 @@ def main(argv=None) -> int:
         if digits:
             _write(os.path.join(args.out, 'compare_digits.md'), digits_table(run_digits(args, runner), args))
     except RunFailed as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
+        print(f'{prog}: error: {error}', file=sys.stderr)
         return 1
     print(f'{total} runs in {time.time() - start:.0f} s', file=sys.stderr)
     return 0

@@ -227,5 +227,5 @@ def pretrained_run(name: str) -> str:
     """
     available = sorted(os.listdir(PRETRAINED)) if os.path.isdir(PRETRAINED) else []
     if name not in available:
-        raise ValueError(f'unknown pretrained model {name!r}; available: {", ".join(available) or "none"}')
+        raise InputError(f'unknown pretrained model {name!r}; available: {", ".join(available) or "none"}')
     return os.path.join(PRETRAINED, name)

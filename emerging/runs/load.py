@@ -8,7 +8,9 @@ from emerging.choices import WEIGHTS, described
 from emerging.errors import InputError
 from emerging.models.registry import build_model
 from emerging.runs.checkpoints import check_matches
-from emerging.runs.folder import checkpoint_for, read_config, resolve_checkpoint
+from emerging.runs.folder import checkpoint_for, pretrained_run, read_config, resolve_checkpoint
+
+PRETRAINED_PREFIX = 'pretrained:'
 
 
 @dataclasses.dataclass
@@ -35,7 +37,8 @@ def load_run(logdir: str, weights: str = 'best', checkpoint: Optional[str] = Non
     """The model of a run with its best, latest or Polyak-averaged weights.
 
     Args:
-      logdir: the run folder (train.py's --logdir, train_resflow.py's --save).
+      logdir: the run folder (train.py's --logdir, train_resflow.py's --save), or 'pretrained:NAME' for a
+        pretrained model shipped with the package ('pretrained:digits').
       weights: 'best' (the best validation checkpoint), 'latest' (the latest epoch's) or 'polyak' (the
         latest Polyak averages).
       checkpoint: a checkpoint prefix to read instead of the run's own (with weights='polyak', its Polyak
@@ -54,6 +57,8 @@ def load_run(logdir: str, weights: str = 'best', checkpoint: Optional[str] = Non
 
     if weights not in WEIGHTS:
         raise InputError(f'unknown weights {weights!r}; allowed: {described(WEIGHTS)}')
+    if logdir.startswith(PRETRAINED_PREFIX):
+        logdir = pretrained_run(logdir[len(PRETRAINED_PREFIX):])
     model_config, hparams = read_config(logdir)
     prefix = resolve_checkpoint(checkpoint) if checkpoint else checkpoint_for(logdir, weights)
     stored = dict(tf.train.list_variables(prefix))
@@ -80,3 +85,16 @@ def load_run(logdir: str, weights: str = 'best', checkpoint: Optional[str] = Non
             variable.assign(average)
     return Run(logdir=logdir, model=model, model_config=model_config, hparams=hparams, checkpoint=prefix,
                weights=weights)
+
+
+def load_pretrained(name: str) -> Run:
+    """A pretrained model shipped with the package, with its best weights (the only ones it ships), as
+    `load_run` gives it.
+
+    Args:
+      name: the model's name ('digits': Glow with emerging convolutions on scikit-learn's 8x8 digits).
+
+    Returns:
+      A `Run`.
+    """
+    return load_run(PRETRAINED_PREFIX + name)

@@ -136,13 +136,13 @@ def test_toy_commands_parse_with_the_toy_scripts():
     from emerging.cli import resflow_toy, toy
     args = cf.build_parser().parse_args(['--steps', '30', '--batch_size', '40', '--seed', '3'])
     command, figure = cf.toy_command('maf', 'moons', args, '/tmp/run')
-    assert command[1] == 'scripts/toy_density.py' and figure == '/tmp/run/step_30.png'
-    parsed = toy.build_parser().parse_args(command[2:])
+    assert command[1:4] == ['-m', 'emerging', 'toy'] and figure == '/tmp/run/step_30.png'
+    parsed = toy.build_parser().parse_args(command[4:])
     assert (parsed.flow, parsed.dataset, parsed.n_steps, parsed.batch_size, parsed.log_interval, parsed.seed,
             parsed.output_dir) == ('maf', 'moons', 30, 40, 30, 3, '/tmp/run')
     command, figure = cf.toy_command('resflow', 'rings', args, '/tmp/run')
-    assert command[1] == 'scripts/train_resflow_toy.py' and figure == '/tmp/run/figs/0030.png'
-    parsed = resflow_toy.build_parser().parse_args(command[2:])
+    assert command[1:4] == ['-m', 'emerging', 'resflow-toy'] and figure == '/tmp/run/figs/0030.png'
+    parsed = resflow_toy.build_parser().parse_args(command[4:])
     assert (parsed.data, parsed.niters, parsed.batch_size, parsed.nblocks, parsed.dims, parsed.viz_freq,
             parsed.val_freq, parsed.seed, parsed.save) == ('rings', 30, 40, 10, '32-32', 30, 30, 3, '/tmp/run')
 
@@ -152,12 +152,13 @@ def test_digits_commands_parse_with_the_trainers():
     args = cf.build_parser().parse_args(['--epochs', '40'])
     for model, permutation in (('glow', 2), ('emerging', 3), ('periodic', 4)):
         line = cf.digits_command(model, args, '/tmp/run')
-        assert line[1] == 'train.py'
-        parsed = train.build_parser().parse_args(line[2:])
+        assert line[1:4] == ['-m', 'emerging', 'train']
+        parsed = train.build_parser().parse_args(line[4:])
         assert (parsed.flow_permutation, parsed.epochs, parsed.epochs_full_valid, parsed.depth, parsed.width,
                 parsed.n_levels, parsed.learnprior, parsed.flow_coupling) == (permutation, 41, 40, 8, 128, 2, True, 1)
     line = cf.digits_command('resflow', args, '/tmp/run')
-    parsed = train_resflow.build_parser().parse_args(line[2:])
+    assert line[1:4] == ['-m', 'emerging', 'train-resflow']
+    parsed = train_resflow.build_parser().parse_args(line[4:])
     assert (parsed.data, parsed.nblocks, parsed.idim, parsed.nepochs, parsed.valid_freq, parsed.warmup_iters,
             parsed.save) == ('digits', '8-8', 128, 40, 40, 48, '/tmp/run')
     line = cf.evaluate_command('/tmp/run')
@@ -259,8 +260,9 @@ def test_a_tiny_toy_comparison_writes_the_table_and_the_picture(tmp_path):
         assert re.search(rf'^\| {name} \| [\d,]+ \| \S+ \| [+-]\d+\.\d{{3}} \|$', table, re.M), name
     assert '| ResFlow | 117 |' in table  # 1 block of 8-8
     assert os.path.getsize(out / 'compare_toy.png') > 1000
-    # every run's command line echoed, to be repeated from the repository
-    assert result.stderr.count('$ cd ') == 4 and '[4/4] toy: ResFlow on 8gaussians' in result.stderr
-    assert 'scripts/train_resflow_toy.py --data 8gaussians --niters 20 --batch_size 50' in result.stderr
+    # every run's command line echoed, to be repeated alone
+    assert result.stderr.count(f'$ {sys.executable} -m emerging ') == 4
+    assert '[4/4] toy: ResFlow on 8gaussians' in result.stderr
+    assert '-m emerging resflow-toy --data 8gaussians --niters 20 --batch_size 50' in result.stderr
     assert sorted(os.listdir(out / 'logs')) == sorted(f'toy_8gaussians_{f}.{s}' for f in cf.TOY_FAMILIES
                                                       for s in ('out', 'err'))

@@ -27,6 +27,18 @@ def test_the_shipped_model_is_a_run_folder():
         assert len(f.read().splitlines()) > 1
 
 
+def test_loaded_by_name():
+    """`load_pretrained(NAME)` and `load_run('pretrained:NAME')` are the shipped folder's best weights; an
+    unknown name is an InputError listing the shipped ones."""
+    by_name, by_prefix = emerging.load_pretrained('digits'), emerging.load_run('pretrained:digits')
+    assert by_name.logdir == by_prefix.logdir == pretrained_run('digits')
+    assert by_name.weights == 'best' and by_name.checkpoint == by_prefix.checkpoint
+    for a, b in zip(by_name.model.variables, by_prefix.model.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(emerging.InputError, match="unknown pretrained model 'faces'; available: digits"):
+        emerging.load_pretrained('faces')
+
+
 def test_evaluate_matches_its_log(capsys):
     with open(os.path.join(pretrained_run('digits'), 'test.txt')) as f:
         best = min(float(json.loads(line)['bits_x']) for line in f.read().splitlines()[1:])

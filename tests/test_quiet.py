@@ -1,9 +1,9 @@
-"""TensorFlow's start-up noise filtered out of the command lines' output (emerging/cli/quiet.py)."""
+"""TensorFlow's start-up noise filtered out of the command lines' and notebooks' output (emerging/quiet.py)."""
 import subprocess
 import sys
 import textwrap
 
-from emerging.cli import quiet
+from emerging import quiet
 from tests.helpers import ROOT, env
 
 FAKE_TENSORFLOW = textwrap.dedent('''
@@ -32,7 +32,7 @@ def test_noise_is_recognised_and_cuinit_kept_where_a_driver_is():
 def test_the_first_import_keeps_real_lines_and_drops_the_noise(tmp_path):
     (tmp_path / 'tensorflow').mkdir()
     (tmp_path / 'tensorflow' / '__init__.py').write_text(FAKE_TENSORFLOW)
-    code = 'import emerging.cli, tensorflow, sys; print("imported", tensorflow.__name__); sys.exit(0)'
+    code = 'import emerging, tensorflow, sys; print("imported", tensorflow.__name__); sys.exit(0)'
     e = env()
     e['PYTHONPATH'] = f'{tmp_path}:{e["PYTHONPATH"]}'
     result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=e, capture_output=True, text=True,
@@ -45,7 +45,7 @@ def test_the_first_import_keeps_real_lines_and_drops_the_noise(tmp_path):
 
 
 def test_a_command_on_this_machine_prints_no_cuda_noise():
-    code = 'import emerging.cli, tensorflow as tf; print(int(tf.reduce_sum(tf.ones([3]))))'
+    code = 'import emerging, tensorflow as tf; print(int(tf.reduce_sum(tf.ones([3]))))'
     result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env(), capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == '3', result.stderr

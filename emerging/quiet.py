@@ -1,4 +1,4 @@
-"""TensorFlow's start-up noise, kept out of the command lines' output.
+"""TensorFlow's start-up noise, kept out of the output of the command lines and of notebooks.
 
 Importing TensorFlow 2.18 prints, on every machine, that the cuFFT, cuDNN and
 cuBLAS factories are registered twice (a known defect of that release's
@@ -8,11 +8,11 @@ buried our own first lines.  TF_CPP_MIN_LOG_LEVEL cannot hide them without
 also hiding TensorFlow's real errors (they are logged at the error level, some
 before logging is configured).
 
-`install()` puts a finder in front of Python's import system: the first
-`import tensorflow` in the process runs with the C-level stderr (file
-descriptor 2) going to a temporary file, followed by the device query; then
-every line that is not one of those known messages is written to stderr as
-it came.  On a machine with an NVIDIA driver the cuInit line is kept: there it
+`import emerging` calls `install()`, which puts a finder in front of
+Python's import system: the first `import tensorflow` in the process runs
+with the C-level stderr (file descriptor 2) going to a temporary file,
+followed by the device query; then every line that is not one of those known
+messages is written to stderr as it came.  On a machine with an NVIDIA driver the cuInit line is kept: there it
 means the GPU is not usable.
 """
 import importlib.abc
