@@ -74,11 +74,10 @@ import numpy as np, tensorflow as tf
 assert 'emerging' not in sys.modules
 loaded = tf.saved_model.load(sys.argv[1])
 x = tf.constant(np.load(sys.argv[2]))
-y = tf.zeros([x.shape[0]], tf.int32)
-bits = loaded.signatures['bits_per_dim'](x=x, y=y)['bits_x'].numpy()
-z = loaded.signatures['encode'](x=x, y=y)['z']
-recon = loaded.signatures['decode'](z=z, y=y)['x'].numpy()
-samples = loaded.signatures['sample'](y=y, temperature=tf.fill([x.shape[0]], 0.7))['x'].numpy()
+bits = loaded.signatures['bits_per_dim'](x=x)['bits_x'].numpy()
+z = loaded.signatures['encode'](x=x)['z']
+recon = loaded.signatures['decode'](z=z)['x'].numpy()
+samples = loaded.signatures['sample'](temperature=tf.fill([x.shape[0]], 0.7))['x'].numpy()
 print(json.dumps({'bits': bits.tolist(), 'recon_max_err': int(np.abs(recon.astype(int) - x.numpy()).max()),
                   'sample_shape': list(samples.shape)}))
 '''
@@ -170,7 +169,7 @@ def test_export_script_for_an_existing_run(digits_run, tmp_path):
     assert out.returncode == 0, out.stderr
     loaded = tf.saved_model.load(str(tmp_path / 'sm'))
     x = tf.constant(np.random.default_rng(1).integers(0, 256, size=[3, 8, 8, 3]), tf.uint8)
-    bits = loaded.signatures['bits_per_dim'](x=x, y=tf.zeros([3], tf.int32))['bits_x'].numpy()
+    bits = loaded.signatures['bits_per_dim'](x=x)['bits_x'].numpy()
     from emerging.models.config import GlowConfig
     from emerging.models.glow import Glow
     model = Glow(GlowConfig(image_shape=(8, 8, 3), n_levels=2, depth=2, width=16, flow_permutation=3,
