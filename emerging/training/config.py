@@ -78,8 +78,11 @@ class TrainConfig:
         if not 0. <= self.fixed_beta2 < 1. or not 0. <= self.ema_decay < 1.:
             raise ValueError(f'fixed_beta2 and ema_decay must be in [0, 1), got {self.fixed_beta2}, {self.ema_decay}')
         if not self.test_batch and self.local_batch_train not in LOCAL_BATCH_TEST:
-            raise ValueError(f'per-process training batch {self.local_batch_train} has no test batch in the original '
-                             f'table; allowed: {sorted(LOCAL_BATCH_TEST)}')
+            raise ValueError(f'per-process training batch {self.local_batch_train} (n_batch_train={self.n_batch_train} '
+                             f'scaled by (anchor_size={self.anchor_size} / image_size={self.image_size})^2) has no '
+                             f'test batch in the original table; allowed: {sorted(LOCAL_BATCH_TEST)}. For '
+                             f'{self.image_size}x{self.image_size} images pass anchor_size={self.image_size} to keep '
+                             f'n_batch_train as it is')
         if self.n_test % (self.local_batch_test * self.n_processes):
             raise ValueError(
                 f'n_test={self.n_test} is not divisible by local_batch_test * processes = '

@@ -21,3 +21,10 @@ def test_out_of_range_values_are_named(field, value):
                                           ('save_every_minutes', 0.5), ('lr', 1e-5)])
 def test_the_bounds_that_mean_something_are_allowed(field, value):
     assert getattr(TrainConfig(**TINY, **{field: value}), field) == value
+
+
+def test_a_batch_without_a_test_batch_says_which_anchor_size_keeps_it():
+    """`train.py --problem digits` at the default anchor 32 scales 64 images to 1024 per process."""
+    with pytest.raises(ValueError, match=r'training batch 1024 \(n_batch_train=64 scaled by \(anchor_size=32 / '
+                                         r'image_size=8\)\^2\).*pass anchor_size=8'):
+        TrainConfig(n_train=64, n_test=50, n_batch_train=64, image_size=8, anchor_size=32)
