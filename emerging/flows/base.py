@@ -101,6 +101,14 @@ class FlowBijector(tfb.Bijector):
         # Weights are whole-event parameters: these bijectors have no batch shape.
         return dict()
 
+    def __hash__(self):
+        # TFP keys its cache by hash(bijector), which walks the whole parameter tree, sub-bijectors included, on
+        # every call: seconds per log_prob for a whole model.  The parameters are fixed once constructed (weights
+        # are hashed by identity), so the walk is done once.
+        if getattr(self, '_parameter_hash', None) is None:
+            self._parameter_hash = super().__hash__()
+        return self._parameter_hash
+
     def inverse_and_log_det(self, y: tf.Tensor, **condition) -> tuple[tf.Tensor, tf.Tensor]:
         """data -> latent and log|det d latent / d data| (per example or scalar)."""
         return self._inverse(y), self._inverse_log_det_jacobian(y)

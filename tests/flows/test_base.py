@@ -56,3 +56,25 @@ def test_tfp_inverse_and_log_det_share_one_pass():
     np.testing.assert_allclose(log_det.numpy(), expected_log_det.numpy(), rtol=1e-6)
     bijector.forward_log_det_jacobian(z, event_ndims=3)  # the same pass, seen from the other side
     assert len(calls) == 1
+
+
+def test_a_chain_hashes_its_parameter_tree_once(monkeypatch):
+    """TFP keys its cache by hash(bijector); the parameter walk behind it runs once per bijector, not on every
+    call, so a call costs the same for a long chain as for a short one; the hash still tells parameterisations
+    apart."""
+    from tensorflow_probability.python.internal import cache_util
+    layers = [ActNorm(), Reverse(), Coupling(8, 1, rng=np.random.default_rng(0))]
+    FlowSequence(layers).build([None, 4, 4, 4])
+    long_chain = FlowChain([layer.make_bijector() for layer in layers])
+    short_chain = FlowChain([layers[1].make_bijector()])
+    assert hash(long_chain) != hash(short_chain)
+    walks = []
+    walk = cache_util.hashable_structure
+    monkeypatch.setattr(cache_util, 'hashable_structure', lambda struct: walks.append(struct) or walk(struct))
+    counts = []
+    for chain in (long_chain, short_chain):
+        hash(chain)  # walked once, here
+        walks.clear()
+        chain.inverse(tf.random.normal([2, 4, 4, 4]))
+        counts.append(len(walks))
+    assert counts[0] == counts[1], counts
