@@ -4,9 +4,11 @@
         --hidden_dim 10 --output_dir runs/miniboone
 
 --data_dir is the extracted data/ folder of the MAF benchmark archive (files and preprocessing in
-emerging/data/tabular.py).  Training follows the public BNAF code: Adam (amsgrad) on shuffled train batches,
-gradients clipped to --clip_norm, a Polyak average of the weights (--polyak) that is what validation and test
-see; after every epoch the validation NLL: a new best (by more than 1e-4) writes {output_dir}/best, more than
+emerging/data/tabular.py); by default data/ in the working directory, where the public density_estimation.py
+reads it, so that code's command line runs as printed (its --save is accepted: the best checkpoint is always
+written, since the plateau restores it).  Training follows the public BNAF code: Adam (amsgrad) on shuffled train
+batches, gradients clipped to --clip_norm, a Polyak average of the weights (--polyak) that is what validation and
+test see; after every epoch the validation NLL: a new best (by more than 1e-4) writes {output_dir}/best, more than
 --patience epochs without one restore the best and multiply the learning rate by --decay (not below --min_lr),
 then --cooldown epochs pass uncounted; training stops after --early_stopping epochs without a new best or after
 --epochs.  TensorBoard curves (loss/train, loss/validation, lr) go to {output_dir}.  The last line is
@@ -33,7 +35,9 @@ def build_parser(prog=PROG):
     program's name in the usage line and error messages."""
     p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument('--dataset', required=True, choices=tabular.DATASETS, help='the benchmark')
-    p.add_argument('--data_dir', required=True, help='the extracted data/ folder of the MAF benchmark archive')
+    p.add_argument('--data_dir', default='data',
+                   help='the extracted data/ folder of the MAF benchmark archive (default: data, in the working '
+                        'directory, as the public density_estimation.py reads it)')
     p.add_argument('--flow', default='bnaf', choices=VECTOR_FLOWS,
                    help='bnaf, or a maf / realnvp stack of about the parameter count of the BNAF these flags describe')
     p.add_argument('--learning_rate', type=float, default=1e-2, help='Adam\'s (amsgrad) initial learning rate')
@@ -62,6 +66,9 @@ def build_parser(prog=PROG):
                         'with --epochs 0, only evaluate it')
     p.add_argument('--output_dir', default='tabular_runs',
                    help='the output folder: the best checkpoint ({output_dir}/best) and TensorBoard curves')
+    p.add_argument('--save', action='store_true',
+                   help='the public density_estimation.py\'s switch to save the best model: accepted; '
+                        '{output_dir}/best is always written, as the plateau restores it')
     p.add_argument('--seed', type=int, default=0, help='seeds the initial weights and the order of the batches')
     p.add_argument('--no_progress', action='store_true', help='no progress bars')
     return p
@@ -84,8 +91,6 @@ def check(args):
         raise ValueError(f'--decay must be in (0, 1], got {args.decay}')
     if not 0. <= args.polyak < 1.:
         raise ValueError(f'--polyak must be in [0, 1), got {args.polyak}')
-    if not os.path.isdir(args.data_dir):
-        raise FileNotFoundError(f'--data_dir {args.data_dir}: no such directory')
     check_output_folder(args.output_dir, '--output_dir')
 
 

@@ -2,6 +2,8 @@
 
     python scripts/toy_density.py --train --dataset 8gaussians --flow bnaf --output_dir runs/8gaussians_bnaf
     python scripts/toy_density.py --plot --restore_file runs/8gaussians_bnaf/checkpoint --dataset 8gaussians
+    python scripts/toy_density.py --dataset t4 --experiment energy2d --flows 1 --layers 2 --hidden_dim 50 --save \
+        --savefig
 
 The data sets of emerging.data.toy2d train by maximum likelihood on fresh samples of the known distribution every
 step; energies (u1-u4) by the reverse KL, E_q[log q(x) + u(x)] with x drawn through the flow's sampling direction.
@@ -14,6 +16,10 @@ too: --learning_rate, --batch_dim, --steps, --layers, --flows, --patience, --dec
 the learned density and samples side by side.  The last line is `test nll: <X> nats (true: <H>)` on 10,000 fresh
 samples (H the distribution's entropy), or for an energy `KL gap: <X> nats` (KL(q || p) with p's normaliser by
 quadrature).  --restore_file also takes a checkpoint.pt of the public BNAF toy2d.py.
+
+The public toy2d.py's command lines run as printed (the third line above): --experiment density2d (a data set) or
+energy2d (an energy; toy2d.py's t1-t4 are u1-u4) without --train or --plot trains, and then, as toy2d.py does,
+writes {output_dir}/checkpoint only with --save and the figures only with --savefig.  --train writes both always.
 """
 import argparse
 import math
@@ -29,19 +35,28 @@ from emerging.data import toy2d
 
 PROG = 'toy_density.py'
 N_TEST = 10000
+PUBLIC_ENERGY_NAMES = {'t1': 'u1', 't2': 'u2', 't3': 'u3', 't4': 'u4'}  # toy2d.py's names of the energies
+# --experiment -> the --dataset values it takes and how the error names them
+EXPERIMENTS = {'density2d': (toy2d.DATASETS, 'a data set'), 'energy2d': (toy2d.ENERGIES, 'an energy (u1-u4 or t1-t4)')}
 
 
 def build_parser(prog=PROG):
     """toy_density.py's parser (`prog`: the program's name in the usage line and error messages)."""
     p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    mode = p.add_mutually_exclusive_group(required=True)
+    mode = p.add_mutually_exclusive_group()
     mode.add_argument('--train', action='store_true', help='train, plot, save {output_dir}/checkpoint')
     mode.add_argument('--plot', action='store_true', help='plot (and evaluate) the model of --restore_file')
+    p.add_argument('--experiment', choices=tuple(EXPERIMENTS),
+                   help='the public toy2d.py\'s flag: density2d (--dataset a data set) or energy2d (an energy); '
+                        'without --train or --plot it trains, writing the checkpoint only with --save and the '
+                        'figures only with --savefig')
     p.add_argument('--restore_file', default='',
                    help='checkpoint to start from / to plot: a prefix this script wrote, or a checkpoint.pt of the '
                         'public BNAF toy2d.py run with the same --flows, --layers and --hidden_dim')
-    p.add_argument('--dataset', default='8gaussians', choices=toy2d.DATASETS + toy2d.ENERGIES,
-                   help='a data set (maximum likelihood on fresh samples) or an energy u1-u4 (reverse KL)')
+    p.add_argument('--dataset', choices=toy2d.DATASETS + toy2d.ENERGIES + tuple(PUBLIC_ENERGY_NAMES),
+                   help='a data set (maximum likelihood on fresh samples) or an energy u1-u4 (reverse KL; t1-t4, '
+                        'the public toy2d.py\'s names, are the same); default 8gaussians, u1 with --experiment '
+                        'energy2d')
     p.add_argument('--flow', default='bnaf', choices=VECTOR_FLOWS,
                    help='bnaf, or a maf / realnvp stack of about the parameter count of the BNAF these flags describe')
     p.add_argument('--n_steps', '--steps', dest='n_steps', type=int, default=20000, help='training steps')
@@ -64,6 +79,12 @@ def build_parser(prog=PROG):
     p.add_argument('--log_interval', type=int, default=1000,
                    help='a loss line and {output_dir}/step_<N>.png every N steps and at the last')
     p.add_argument('--output_dir', default='toy_runs', help='the output folder: the plots and the checkpoint')
+    p.add_argument('--save', action='store_true',
+                   help='with --experiment and neither --train nor --plot: write {output_dir}/checkpoint after '
+                        'training (--train always does)')
+    p.add_argument('--savefig', action='store_true',
+                   help='with --experiment and neither --train nor --plot: write the figures '
+                        '{output_dir}/step_<N>.png (--train and --plot always do)')
     p.add_argument('--seed', type=int, default=0,
                    help='seeds the initial weights and a data set\'s training samples (its test samples: seed + 1)')
     p.add_argument('--no_progress', action='store_true', help='no progress bar')
@@ -71,7 +92,19 @@ def build_parser(prog=PROG):
 
 
 def check(args):
-    """Raise ValueError / FileNotFoundError naming the first bad flag."""
+    """Settle --dataset (its default by --experiment; t1-t4 become u1-u4, args.dataset_name keeps the name given),
+    then raise ValueError / FileNotFoundError naming the first bad flag."""
+    if not (args.train or args.plot or args.experiment):
+        raise ValueError('one of --train, --plot or --experiment is needed')
+    if args.dataset is None:
+        args.dataset = toy2d.ENERGIES[0] if args.experiment == 'energy2d' else toy2d.DATASETS[0]
+    args.dataset_name = args.dataset
+    args.dataset = PUBLIC_ENERGY_NAMES.get(args.dataset, args.dataset)
+    if args.experiment:
+        names, kind = EXPERIMENTS[args.experiment]
+        if args.dataset not in names:
+            raise ValueError(f'--experiment {args.experiment} needs {kind} for --dataset, got --dataset '
+                             f'{args.dataset_name}')
     for flag in ('n_steps', 'n_hidden', 'hidden_dim', 'n_flows', 'batch_size', 'log_interval', 'lr_patience'):
         if getattr(args, flag) < 1:
             raise ValueError(f'--{flag} must be positive, got {getattr(args, flag)}')
@@ -104,6 +137,12 @@ def main(argv=None, prog=PROG):
     from emerging.runs.checkpoints import check_matches
     from emerging.vector import Plateau, build_flow, clipped_train_step
 
+    if args.dataset_name != args.dataset:
+        print(f'--dataset {args.dataset_name}: the energy {args.dataset} (toy2d.py\'s name for it)')
+    # toy2d.py's form writes what its switches ask for; this script's --train and --plot always write
+    public_form = args.experiment and not (args.train or args.plot)
+    write_checkpoint = args.save or not public_form
+    write_figures = args.savefig or not public_form
     energy_mode = args.dataset in toy2d.ENERGIES
     public = args.restore_file and is_torch_file(args.restore_file)
     try:
@@ -122,7 +161,8 @@ def main(argv=None, prog=PROG):
     checkpoint = tf.train.Checkpoint(variables=flow.variables, optimizer=optimizer)
     if args.restore_file and not public:
         checkpoint.restore(args.restore_file).expect_partial()
-    os.makedirs(args.output_dir, exist_ok=True)
+    if write_checkpoint or write_figures:
+        os.makedirs(args.output_dir, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     xp = tf.experimental.numpy
     log_z = toy2d.log_normaliser(args.dataset) if energy_mode else None
@@ -153,7 +193,7 @@ def main(argv=None, prog=PROG):
         path = os.path.join(args.output_dir, f'step_{step}.png')
         return toy_plots.save_density_panels(path, target, learned, samples.numpy(), title)
 
-    if args.train:
+    if not args.plot:
         schedule = Plateau(args.lr, args.lr_decay, args.lr_patience)
         steps = range(1, args.n_steps + 1)
         if not args.no_progress:
@@ -172,8 +212,10 @@ def main(argv=None, prog=PROG):
                 return 3
             lr = schedule.step(loss)
             if step % args.log_interval == 0 or step == args.n_steps:
-                print(f'step {step}: loss {loss:.4f}, lr {lr:.2g}, {plot(step)}', flush=True)
-        print(f'checkpoint: {checkpoint.write(os.path.join(args.output_dir, "checkpoint"))}')
+                figure = f', {plot(step)}' if write_figures else ''
+                print(f'step {step}: loss {loss:.4f}, lr {lr:.2g}{figure}', flush=True)
+        if write_checkpoint:
+            print(f'checkpoint: {checkpoint.write(os.path.join(args.output_dir, "checkpoint"))}')
         steps_per_second = (args.n_steps - 1) / train_time if args.n_steps > 1 else float('nan')
         print(f'parameters: {flow.parameter_count:,}; train steps/s: {steps_per_second:.0f}')
     else:

@@ -1,13 +1,15 @@
 """scripts/tabular_density.py end to end on small files in the benchmark layouts: training, the plateau's
-restore of the best weights, early stopping, the test line, bad input."""
+restore of the best weights, early stopping, the test line, bad input, the public BNAF README's command line."""
 import glob
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
 from tests.data import tabular_files
-from tests.helpers import ROOT, run_script, script_error_imports
+from tests.helpers import ROOT, env, run_script, script_error_imports
 
 pytestmark = pytest.mark.slow  # subprocesses
 
@@ -128,3 +130,37 @@ def test_a_checkpoint_of_this_script_evaluates_to_its_own_test_line(data_dir, tm
     other = tabular(*flags[:-4], '--flows', '3', '--epochs', '0', '--restore_file', str(tmp_path / 'best'),
                     '--output_dir', str(tmp_path / 'other'), check=False)
     assert other.returncode == 2 and 'does not fit --flow bnaf with these flags' in other.stderr
+
+
+# the public BNAF README's density_estimation.py command line, as printed
+PUBLIC_README_LINE = '--dataset miniboone --flows 5 --layers 0 --hidden_dim 10 --save'.split()
+
+
+def tabular_in(folder, *args):
+    """tabular_density.py run from `folder`, as a user runs the public command line (the default --data_dir data)."""
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'tabular_density.py'), *args], cwd=folder,
+                          env=env(), capture_output=True, text=True, timeout=600)
+
+
+def test_the_public_readme_line_parses_to_its_settings():
+    from emerging.cli.tabular import build_parser
+
+    args = build_parser().parse_args(PUBLIC_README_LINE)
+    assert (args.dataset, args.flows, args.layers, args.hidden_dim, args.save, args.data_dir, args.output_dir) == \
+        ('miniboone', 5, 0, 10, True, 'data', 'tabular_runs')
+
+
+def test_the_public_readme_line_runs_as_printed(tmp_path):
+    """From a working folder holding data/ (the small files), one epoch: the best checkpoint in the default
+    --output_dir and the test line."""
+    tabular_files.write_all(str(tmp_path / 'data'))
+    result = tabular_in(tmp_path, *PUBLIC_README_LINE, '--epochs', '1')
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert TEST_LINE.match(result.stdout.splitlines()[-1]), result.stdout
+    assert os.path.exists(tmp_path / 'tabular_runs' / 'best.index')
+
+
+def test_the_public_readme_line_without_the_data_names_the_missing_file(tmp_path):
+    result = tabular_in(tmp_path, *PUBLIC_README_LINE)
+    assert result.returncode == 2 and result.stdout == ''
+    assert os.path.join('data', 'miniboone', 'data.npy') in result.stderr and '1161203' in result.stderr

@@ -1,10 +1,13 @@
-"""scripts/toy_density.py end to end on tiny settings: every flow, data and energy, plots, restore, bad input."""
+"""scripts/toy_density.py end to end on tiny settings: every flow, data and energy, plots, restore, bad input, the
+public BNAF README's command lines."""
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
-from tests.helpers import ROOT, run_script, script_error_imports
+from tests.helpers import ROOT, env, run_script, script_error_imports
 
 pytestmark = pytest.mark.slow  # subprocesses
 
@@ -99,3 +102,73 @@ def test_bnaf_trains_at_the_authors_settings(tmp_path):
               str(tmp_path), '--no_progress').stdout
     nll = float(NLL.match(out.strip().splitlines()[-1])[1])
     assert nll < 4.255 - 0.5, out
+
+
+# the public BNAF README's toy2d.py command lines, as printed
+PUBLIC_README_LINES = {
+    'density2d': '--dataset 8gaussians --experiment density2d --flows 1 --layers 2 --hidden_dim 50 --save --savefig',
+    'energy2d': '--dataset t4 --experiment energy2d --flows 1 --layers 2 --hidden_dim 50 --save --savefig',
+}
+
+
+def toy_in(folder, *args):
+    """toy_density.py run from `folder`, as a user runs the public command lines (the default --output_dir)."""
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'toy_density.py'), *args], cwd=folder,
+                          env=env(), capture_output=True, text=True, timeout=600)
+
+
+def test_the_public_readme_lines_parse_to_their_settings():
+    from emerging.cli.toy import build_parser, check
+
+    for experiment, line in PUBLIC_README_LINES.items():
+        args = build_parser().parse_args(line.split())
+        check(args)
+        assert (args.experiment, args.n_flows, args.n_hidden, args.hidden_dim, args.save, args.savefig,
+                args.train, args.plot, args.output_dir) == (experiment, 1, 2, 50, True, True, False, False, 'toy_runs')
+    assert args.dataset == 'u4' and args.dataset_name == 't4'
+
+
+@pytest.mark.parametrize('flags, dataset', [
+    (['--train'], '8gaussians'), (['--experiment', 'density2d'], '8gaussians'), (['--experiment', 'energy2d'], 'u1'),
+    (['--train', '--dataset', 't4'], 'u4'), (['--experiment', 'energy2d', '--dataset', 't1'], 'u1'),
+])
+def test_the_dataset_follows_the_experiment_and_t1_to_t4_are_u1_to_u4(flags, dataset, tmp_path):
+    from emerging.cli.toy import build_parser, check
+
+    args = build_parser().parse_args([*flags, '--output_dir', str(tmp_path)])
+    check(args)
+    assert args.dataset == dataset
+
+
+@pytest.mark.parametrize('experiment, last_line', [
+    ('density2d', NLL), ('energy2d', re.compile(r'^KL gap: \d+\.\d{4} \+- \d+\.\d{4} nats$'))])
+def test_the_public_readme_lines_run_as_printed(tmp_path, experiment, last_line):
+    """Run from a working folder with 20 steps: the default --output_dir toy_runs gets the checkpoint (--save) and
+    the figure (--savefig); t4 is reported as u4."""
+    result = toy_in(tmp_path, *PUBLIC_README_LINES[experiment].split(), '--steps', '20')
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert last_line.match(lines[-1]), result.stdout
+    assert os.path.exists(tmp_path / 'toy_runs' / 'checkpoint.index')
+    assert os.path.exists(tmp_path / 'toy_runs' / 'step_20.png')
+    if experiment == 'energy2d':
+        assert lines[0] == "--dataset t4: the energy u4 (toy2d.py's name for it)"
+
+
+def test_the_public_form_writes_only_what_its_switches_ask_for(tmp_path):
+    out = toy('--dataset', '8gaussians', '--experiment', 'density2d', '--steps', '10', '--save',
+              '--output_dir', str(tmp_path), '--no_progress').stdout
+    assert os.path.exists(tmp_path / 'checkpoint.index') and not list(tmp_path.glob('*.png'))
+    assert 'step 10: loss' in out and '.png' not in out and NLL.match(out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--dataset', 't4', '--experiment', 'density2d'], '--experiment density2d needs a data set for --dataset, got '
+                                                       '--dataset t4'),
+    (['--dataset', '8gaussians', '--experiment', 'energy2d'], '--experiment energy2d needs an energy (u1-u4 or '
+                                                              't1-t4) for --dataset, got --dataset 8gaussians'),
+    (['--dataset', '8gaussians'], 'one of --train, --plot or --experiment is needed'),
+])
+def test_an_experiment_that_does_not_fit_the_dataset_is_refused_before_tensorflow_loads(args, message):
+    stderr, tensorflow_imported = script_error_imports('toy_density.py', args)
+    assert f'toy_density.py: error: {message}' in stderr and not tensorflow_imported
