@@ -3,7 +3,7 @@
     python train.py --problem digits --flow_permutation 3 ...                 one process
     mpiexec -n 4 python train.py --problem cifar10 --flow_permutation 3 ...   Horovod
 
-From an installed package (this file is not installed): python -m emerging.cli.train ...
+From an installed package (this file is not installed): emerging train ...
 """
 import os
 import sys
