@@ -1,16 +1,8 @@
 """The `emerging` command line: every program of the project, and work with a trained run.
 
-Programs (each takes its own command line, as the script in the repository does):
-
-    emerging train           train.py: Glow-family flows with the original's flags (Horovod under mpiexec)
-    emerging train-resflow   scripts/train_resflow.py: Residual Flows with the public code's flags
-    emerging toy             scripts/toy_density.py: 2-D densities and energies with BNAF, MAF, RealNVP
-    emerging resflow-toy     scripts/train_resflow_toy.py: 2-D densities with Residual Flows
-    emerging tabular         scripts/tabular_density.py: the tabular benchmarks with BNAF, MAF, RealNVP
-    emerging compare-families  scripts/compare_families.py: one table across flow families
-    emerging plot            scripts/plot_logs.py: curves of one or more runs
-    emerging write-tfrecords scripts/write_tfrecords.py: Glow-format shards from images
-    emerging check-gpu       scripts/check_gpu.py: GPUs, Horovod's build and one train step per process
+Programs (PROGRAMS below; `emerging --help` lists them), each with its own
+command line, that of its script in the repository (`emerging train` is
+train.py, `emerging toy` scripts/toy_density.py, ...).
 
 Working with a run (or a pretrained model, --pretrained digits):
 
@@ -31,10 +23,19 @@ import argparse
 import importlib
 import sys
 
-# program -> module of emerging.cli with main(argv, prog) -> exit code; the program parses its own flags
-PROGRAMS = {'train': 'train', 'train-resflow': 'train_resflow', 'toy': 'toy', 'resflow-toy': 'resflow_toy',
-            'tabular': 'tabular', 'compare-families': 'compare_families', 'plot': 'plot_logs',
-            'write-tfrecords': 'write_tfrecords', 'check-gpu': 'check_gpu'}
+# program -> (module of emerging.cli with main(argv, prog) -> exit code, its line in `emerging --help`); the
+# program parses its own flags, and is imported only when it runs
+PROGRAMS = {
+    'train': ('train', "train.py: Glow-family flows with the original's flags (Horovod under mpiexec)"),
+    'train-resflow': ('train_resflow', "scripts/train_resflow.py: Residual Flows with the public code's flags"),
+    'toy': ('toy', 'scripts/toy_density.py: 2-D densities and energies with BNAF, MAF, RealNVP'),
+    'resflow-toy': ('resflow_toy', 'scripts/train_resflow_toy.py: 2-D densities with Residual Flows'),
+    'tabular': ('tabular', 'scripts/tabular_density.py: the tabular benchmarks with BNAF, MAF, RealNVP'),
+    'compare-families': ('compare_families', 'scripts/compare_families.py: one table across flow families'),
+    'plot': ('plot_logs', 'scripts/plot_logs.py: curves of one or more runs'),
+    'write-tfrecords': ('write_tfrecords', 'scripts/write_tfrecords.py: Glow-format shards from images'),
+    'check-gpu': ('check_gpu', "scripts/check_gpu.py: GPUs, Horovod's build and one train step per process"),
+}
 # subcommand -> module of emerging.cli; each module has add_parser(subparsers) and run(args) -> exit code
 SUBCOMMANDS = {'evaluate': 'evaluate', 'sample': 'sample', 'interpolate': 'interpolate',
                'manipulate': 'manipulate', 'export': 'export', 'import-tf1': 'import_tf1',
@@ -46,16 +47,11 @@ def build_parser():
     parser = argparse.ArgumentParser(prog='emerging', description=__doc__.splitlines()[0])
     parser.add_argument('--version', action='version', version=_version())
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
-    for name, module in PROGRAMS.items():  # listed here; main() hands their arguments to them
-        subparsers.add_parser(name, add_help=False, help=_summary(module))
+    for name, (_, summary) in PROGRAMS.items():  # listed here; main() hands their arguments to them
+        subparsers.add_parser(name, add_help=False, help=summary)
     for module in SUBCOMMANDS.values():
         importlib.import_module(f'emerging.cli.{module}').add_parser(subparsers)
     return parser
-
-
-def _summary(module):
-    """The first line of a program module's docstring."""
-    return importlib.import_module(f'emerging.cli.{module}').__doc__.strip().splitlines()[0]
 
 
 def _version():
@@ -74,7 +70,7 @@ def main(argv=None) -> int:
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in PROGRAMS:
-        program = importlib.import_module(f'emerging.cli.{PROGRAMS[argv[0]]}')
+        program = importlib.import_module(f'emerging.cli.{PROGRAMS[argv[0]][0]}')
         return program.main(argv[1:], prog=f'emerging {argv[0]}')
     args = build_parser().parse_args(argv)
     try:

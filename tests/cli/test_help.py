@@ -8,15 +8,14 @@ import sys
 import numpy as np
 import pytest
 
-from emerging.cli import compare_families, resflow_toy, tabular, toy, train, train_resflow, write_tfrecords
+from emerging.cli import command, compare_families, resflow_toy, tabular, toy, train, train_resflow, write_tfrecords
 from emerging.data.problems import DEFAULT_IMAGE_SIZE
 from tests.helpers import ROOT, env
 
-# module of emerging.cli -> the name the `emerging` command gives it
-PROGRAMS = {'train': 'emerging train', 'train_resflow': 'emerging train-resflow', 'toy': 'emerging toy',
-            'tabular': 'emerging tabular', 'resflow_toy': 'emerging resflow-toy', 'plot_logs': 'emerging plot',
-            'write_tfrecords': 'emerging write-tfrecords', 'compare_families': 'emerging compare-families',
-            'package_pretrained': 'emerging package-pretrained'}
+# module of emerging.cli -> the name it runs under: the `emerging` command's, or (package_pretrained, a
+# maintainer's tool that is not a subcommand) its script's
+PROGRAMS = {**{module: f'emerging {name}' for name, (module, _) in command.PROGRAMS.items()},
+            'package_pretrained': 'package_pretrained.py'}
 BRACES = re.compile(r'^\{([^{}]+)\}$')
 
 
@@ -139,13 +138,8 @@ def test_train_resflow_lists_only_the_data_sets_it_loads():
 def test_every_flag_of_the_emerging_subcommands_has_a_help_text():
     import argparse
 
-    from emerging.cli import command
     subparsers = next(a for a in command.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     for name in command.SUBCOMMANDS:
         missing = [action.option_strings for action in subparsers.choices[name]._actions
                    if action.dest != 'help' and not (action.help or '').strip()]
         assert not missing, f'emerging {name}: no help for {missing}'
-    from emerging.cli import check_gpu
-    missing = [action.option_strings for action in check_gpu.build_parser()._actions
-               if action.dest != 'help' and not (action.help or '').strip()]
-    assert not missing, f'check_gpu: no help for {missing}'
