@@ -119,7 +119,7 @@ def test_the_wheel_installs_only_the_package_with_its_pretrained_model(tmp_path)
                   if line.strip() and not line.startswith('#')}
     required = {line.split(':', 1)[1].strip().split(';')[0].replace(' ', '').lower()
                 for line in metadata.splitlines() if line.startswith('Requires-Dist:') and 'extra ==' not in line}
-    test_only = {'pytest', 'ruff', 'nbclient', 'nbformat', 'ipykernel'}
+    test_only = {'pytest', 'hypothesis', 'ruff', 'nbclient', 'nbformat', 'ipykernel'}
     assert {r.split('==')[0].split('>=')[0].split('<')[0] for r in required} == wanted - test_only
 
     site = install_in_fresh_venv(wheel, tmp_path / 'venv')
