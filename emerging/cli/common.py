@@ -8,6 +8,7 @@ import numpy as np
 from emerging.choices import WEIGHTS
 from emerging.cli import train, train_resflow
 from emerging.cli.paths import check_output_file
+from emerging.data.problems import check_n_test
 from emerging.errors import InputError
 from emerging.runs.folder import pretrained_run
 from emerging.runs.load import load_run
@@ -58,17 +59,41 @@ def derived(run, args, rank=0, size=1):
     """The run's configurations (a `RunConfig`) as the command line that trained it derives them from the
     run's hyperparameters, with the data flags given here (those that command line has: all of them for
     train.py, only --data_dir for train_resflow.py)."""
-    command_line = TRAINING_COMMAND_LINES[run.model_config.kind]
+    return derived_from(run.model_config, run.hparams, args, rank, size)
+
+
+def derived_from(model_config, hparams, args, rank=0, size=1):
+    """`derived` from a run's model configuration and hyperparameters (`read_config`), before its model is built.
+
+    Args:
+      model_config: the run's model configuration.
+      hparams: the run's hyperparameters.
+      args: the subcommand's flags (its data flags among them).
+      rank, size: this process and the number of processes.
+
+    Returns:
+      The `RunConfig`.
+
+    Raises:
+      InputError: naming a data flag the run's command line does not have, or more test images than the
+        test set holds.
+    """
+    command_line = TRAINING_COMMAND_LINES[model_config.kind]
     given = {k: getattr(args, k) for k in DATA_FLAGS if getattr(args, k, None) is not None}
     unknown = [k for k in given if k not in command_line.RUN_DATA_FLAGS]
     if unknown:
-        raise InputError(f'--{unknown[0]} does not apply to a {run.model_config.kind} run (its data flags: '
+        raise InputError(f'--{unknown[0]} does not apply to a {model_config.kind} run (its data flags: '
                          + ', '.join(f'--{k}' for k in command_line.RUN_DATA_FLAGS) + ')')
     # the run's recorded flags (those it lacks at their defaults), with the data flags given here
     flags = vars(command_line.build_parser().parse_args([]))
-    flags.update({k: v for k, v in run.hparams.items() if k in flags})
+    flags.update({k: v for k, v in hparams.items() if k in flags})
     flags.update({command_line.RUN_DATA_FLAGS[k]: v for k, v in given.items()})
-    return command_line.derive(argparse.Namespace(**flags), rank=rank, size=size)
+    config = command_line.derive(argparse.Namespace(**flags), rank=rank, size=size)
+    try:  # the test stream repeats: more images than the test set holds would never end
+        check_n_test(config.data.problem, config.train.n_test, '--n_test' if 'n_test' in given else 'n_test')
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    return config
 
 
 def test_images(run, args, indices):

@@ -22,6 +22,10 @@ import numpy as np
 
 from emerging.cli import common
 from emerging.errors import InputError
+from emerging.models.limits import check_memory
+from emerging.runs.folder import read_config
+
+MAX_DEQUANT = 1000  # noise draws per image: far more than the standard error needs
 
 
 def add_parser(subparsers):
@@ -41,11 +45,15 @@ def run(args):
     from emerging.data.images import get_data
     from emerging.training.distributed import Distributed
 
-    if args.n_dequant < 0:
-        raise InputError(f'--n_dequant must be 0 (no noise) or a positive number of draws, got {args.n_dequant}')
+    if not 0 <= args.n_dequant <= MAX_DEQUANT:
+        raise InputError(f'--n_dequant must be 0 (no noise) or a number of draws up to {MAX_DEQUANT}, '
+                         f'got {args.n_dequant}')
     dist = Distributed()
+    model_config, hparams = read_config(common.run_folder(args))
+    config = common.derived_from(model_config, hparams, args, dist.rank, dist.size)
+    batch = config.train.local_batch_test
+    check_memory(model_config, batch, f'a test batch of {batch} images')
     loaded = common.load(args)
-    config = common.derived(loaded, args, dist.rank, dist.size)
     data = get_data(config.data)
     model, its, batch = loaded.model, config.train.full_test_its, config.train.local_batch_test
     if dist.is_chief:

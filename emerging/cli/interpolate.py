@@ -17,9 +17,11 @@ import numpy as np
 
 from emerging.cli import common
 from emerging.errors import InputError
+from emerging.models.limits import check_memory
 from emerging.runs.folder import read_config
 
 MODES = ('linear', 'spherical')
+MAX_STEPS = 10000  # images in the row: a PNG 10,000 images wide
 
 
 def add_parser(subparsers):
@@ -46,10 +48,11 @@ def run(args):
 
     from emerging.training.recorder import image_grid, save_png
 
-    if args.steps < 2:
-        raise InputError(f'--steps must be at least 2 (both ends), got {args.steps}')
+    if not 2 <= args.steps <= MAX_STEPS:
+        raise InputError(f'--steps must be 2 (both ends) .. {MAX_STEPS:,}, got {args.steps:,}')
     common.check_output(args.out, ('.png',))
     config, _ = read_config(common.run_folder(args))
+    check_memory(config, args.steps, f'--steps {args.steps} decoded at once')
     common.check_label(args.label, config)
     if args.images:
         x = np.stack([common.read_image(path, config.image_shape) for path in args.images])

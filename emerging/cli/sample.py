@@ -17,9 +17,13 @@ import numpy as np
 from emerging.choices import TEMPERATURES as GRID_TEMPERATURES
 from emerging.cli import common
 from emerging.errors import InputError
+from emerging.models.limits import check_bytes, check_memory
 from emerging.runs.folder import read_config
 
 TEMPERATURES = ','.join(f'{t:g}' for t in GRID_TEMPERATURES)  # the training's sample grids
+MAX_SAMPLES = 100000  # per temperature: a grid of 317 x 317 images
+# samples drawn at once, as the training's sample grids (so it fits where training fits): up to 64x64, and larger
+CHUNK, LARGE_CHUNK = 100, 16
 
 
 def add_parser(subparsers):
@@ -46,10 +50,14 @@ def run(args):
     temperatures = common.parse_floats(args.temperatures, '--temperatures')
     if min(temperatures) < 0:
         raise InputError(f'--temperatures must not be negative, got {args.temperatures!r}')
-    if args.n < 1:
-        raise InputError(f'--n must be at least 1, got {args.n}')
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise InputError(f'--n must be 1 .. {MAX_SAMPLES:,} samples per temperature, got {args.n:,}')
     common.check_output(args.out, ('.png', '.npy'))
     config, _ = read_config(common.run_folder(args))
+    chunk = min(args.n, CHUNK if config.image_shape[0] <= 64 else LARGE_CHUNK)
+    check_memory(config, chunk, f'samples drawn {chunk} at a time')
+    check_bytes(len(temperatures) * args.n * config.n_dims,
+                f'--n {args.n:,} samples at {len(temperatures)} temperature(s) of {config.n_dims:,} values each')
     labels = class_labels(args.label, args.n, config)
     model = common.load(args).model
 
@@ -57,7 +65,6 @@ def run(args):
         tf.random.set_seed(args.seed)
     sample = tf.function(lambda y, t: model.sample(y, t, seed=args.seed),
                          input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32)])
-    chunk = 100 if config.image_shape[0] <= 64 else 16  # as the training's sample grids: fits where training fits
     chunks = [labels[i:i + chunk] for i in range(0, args.n, chunk)]
     samples = np.stack([np.concatenate([sample(y, tf.fill([len(y)], t)).numpy() for y in chunks])
                         for t in common.progress(temperatures, desc='temperatures')])

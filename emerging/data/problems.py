@@ -6,10 +6,13 @@
   class labels (1 when a problem has none).
 * `TRAIN_SIZE` / `default_n_test`: the training and test sets' sizes (train.py
   keeps the original's n_train of 50,000 for every problem but digits and
-  space; the Residual Flows command line uses these).
+  space; the Residual Flows command line uses these); `check_n_test` refuses
+  a validation longer than a test set of fixed size (the test stream repeats,
+  so it would never end).
 * digits: scikit-learn's 1,797 8x8 handwritten digits, the last
   `DIGITS_N_TEST` of them the test set.
-* `DataConfig`: what `get_data` (images.py) builds one process's pipelines from.
+* `DataConfig`: what `get_data` (images.py) builds one process's pipelines from, its
+  sizes within `SIZES`.
 """
 import dataclasses
 
@@ -23,6 +26,12 @@ DIGITS_N_TRAIN = 1797 - DIGITS_N_TEST
 TRAIN_SIZE = {'digits': DIGITS_N_TRAIN, 'mnist': 60000, 'cifar10': 50000, 'space': 5000,
               'imagenet-oord': 1281167, 'celeba': 27000}
 AUGMENTATIONS = ('original', 'hflip')
+#: the test sets whose size is fixed (the others are files of the user's: their size is known when read)
+TEST_SIZE = {'digits': DIGITS_N_TEST, 'mnist': 10000, 'cifar10': 10000}
+# DataConfig's counts: name -> (smallest, largest value)
+SIZES = {'image_size': (1, 4096), 'channels': (1, 64), 'fmap': (1, 1024), 'pmap': (1, 1024),
+         'local_batch_train': (1, 65536), 'local_batch_test': (1, 65536), 'local_batch_init': (1, 65536),
+         'size': (1, 65536)}
 
 
 def default_n_test(problem: str, n_processes: int) -> int:
@@ -39,6 +48,22 @@ def default_n_test(problem: str, n_processes: int) -> int:
         return 300 * n_processes
     return {'digits': DIGITS_N_TEST, 'mnist': 10000, 'space': 5000, 'cifar10': 10000, 'imagenet-oord': 50000,
             'imagenet': 50000, 'celeba': 3000}[problem]
+
+
+def check_n_test(problem: str, n_test: int, flag: str = '--n_test') -> None:
+    """Refuse more test images than a test set of fixed size holds.
+
+    Args:
+      problem: one of `PROBLEMS`.
+      n_test: the test images a validation reads.
+      flag: how the value is named in the message.
+
+    Raises:
+      ValueError: naming the flag, the value and the test set's size.
+    """
+    if problem in TEST_SIZE and n_test > TEST_SIZE[problem]:
+        raise ValueError(f'{flag} {n_test:,} is more than the {problem} test set holds ({TEST_SIZE[problem]:,} '
+                         f'images): a validation reads each test image once')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +100,11 @@ class DataConfig:
     augmentation: str = 'original'
 
     def __post_init__(self):
+        for name, (smallest, largest) in SIZES.items():
+            if not smallest <= getattr(self, name) <= largest:
+                raise ValueError(f'{name} must be {smallest} .. {largest}, got {getattr(self, name)}')
+        if not 0 <= self.rank < self.size:
+            raise ValueError(f'rank must be 0 .. size - 1 = {self.size - 1}, got {self.rank}')
         if self.problem not in PROBLEMS:
             raise ValueError(f'unknown problem {self.problem!r}; allowed: {", ".join(PROBLEMS)}')
         if self.dal not in (0, 1, 2):

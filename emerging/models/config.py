@@ -5,7 +5,8 @@ A model takes its configuration, never flags.  Every configuration is an
 records, see registry.py), has an image shape and bits per channel, says
 whether the model reads class labels (`conditional`, `n_classes`), and
 reads and writes itself as a dict (`to_dict`, `from_dict`: config.json's
-"model").  Each holds only its own model's fields:
+"model"), and checks its sizes and the memory they imply when it is made,
+before any model is built (limits.py).  Each holds only its own model's fields:
 
 * `GlowConfig`: the Glow-family flow of train.py (image shape, L levels of K
   steps of the given width, permutation, coupling, priors, classes, bits per
@@ -27,6 +28,7 @@ from emerging.choices import (
     ROULETTE_DISTRIBUTIONS,
     described,
 )
+from emerging.models import limits
 
 
 class ImageFlowConfig:
@@ -62,10 +64,15 @@ class ImageFlowConfig:
         return 1
 
     def validate_image(self):
+        """Check the image shape, bits per channel, seed and every size field (`limits.check_fields`)."""
         if len(self.image_shape) != 3 or min(self.image_shape) < 1:
             raise ValueError(f'image_shape must be (height, width, channels), got {self.image_shape}')
         if not 1 <= self.n_bits_x <= 8:
             raise ValueError(f'n_bits_x must be in 1..8, got {self.n_bits_x}')
+        if self.seed < 0:
+            raise ValueError(f'seed must not be negative, got {self.seed}')
+        # sizes first: the checks below compute with them (2^n_levels, the layers' shapes)
+        limits.check_fields(self)
 
     def to_dict(self) -> dict:
         """The fields as a JSON-ready dict (config.json's "model")."""
@@ -199,16 +206,12 @@ class GlowConfig(ImageFlowConfig):
 
     def validate(self):
         self.validate_image()
-        if self.n_levels < 1:
-            raise ValueError(f'n_levels must be at least 1, got {self.n_levels}')
         height, width, _ = self.image_shape
         factor = 2 ** self.n_levels
         if height % factor or width % factor:
             raise ValueError(
                 f'image size {height}x{width} is not divisible by 2^n_levels = {factor} (n_levels={self.n_levels}): '
                 f'every level squeezes by 2; use fewer levels or a larger image_size')
-        if self.depth < 1 or self.width < 1:
-            raise ValueError(f'depth and width must be positive, got depth={self.depth} width={self.width}')
         if self.flow_permutation not in FLOW_PERMUTATIONS:
             raise ValueError(f'unknown flow_permutation {self.flow_permutation!r}; allowed: '
                              + described(FLOW_PERMUTATIONS))
@@ -218,8 +221,9 @@ class GlowConfig(ImageFlowConfig):
             raise ValueError(f'unknown decomposition {self.decomposition!r}; allowed: {described(DECOMPOSITIONS)}')
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f'unknown compute_dtype {self.compute_dtype!r}; allowed: {described(COMPUTE_DTYPES)}')
-        if self.n_y < 1:
-            raise ValueError(f'n_y must be at least 1, got {self.n_y}')
+        if not (math.isfinite(self.weight_y) and self.weight_y >= 0.):
+            raise ValueError(f'weight_y must be a finite number >= 0, got {self.weight_y}')
+        limits.check_memory(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,8 +270,6 @@ class ResFlowConfig(ImageFlowConfig):
 
     def validate(self):
         self.validate_image()
-        if not self.n_blocks or min(self.n_blocks) < 1:
-            raise ValueError(f'n_blocks needs a positive number of blocks per scale, got {self.n_blocks}')
         if self.activation not in LIPSCHITZ_ACTIVATIONS:
             raise ValueError(f'unknown activation {self.activation!r}; allowed: {described(LIPSCHITZ_ACTIVATIONS)}')
         if self.n_dist not in ROULETTE_DISTRIBUTIONS:
@@ -276,3 +278,6 @@ class ResFlowConfig(ImageFlowConfig):
             raise ValueError(f'coeff must be in (0, 1) for an invertible block, got {self.coeff}')
         if not 0. < self.logit_alpha < 0.5:
             raise ValueError(f'logit_alpha must be in (0, 0.5), got {self.logit_alpha}')
+        if not (math.isfinite(self.sn_tol) and self.sn_tol >= 0.):
+            raise ValueError(f'sn_tol must be a finite tolerance >= 0, got {self.sn_tol}')
+        limits.check_memory(self)

@@ -9,6 +9,10 @@
 * beta2 = 1 - 1 / (train_its * polyak_epochs), the second-moment decay of
   adamax / adam and the decay of the Polyak average.
 
+Every count is checked against `SIZES` first (far above any published run), so
+that a value read from a flag or a run's files that would make an epoch, a
+validation or a batch never end is refused before anything starts.
+
 The last fields (a fixed test batch and beta2, a separate average decay,
 gradient accumulation, clipping and L2 decay) default to the original's
 behaviour; the Residual Flows command line sets them.  TensorFlow-free.
@@ -19,6 +23,22 @@ import math
 from emerging.choices import OPTIMIZERS, described
 
 LOCAL_BATCH_TEST = {64: 50, 32: 25, 28: 25, 16: 10, 8: 5, 4: 2, 2: 2, 1: 1}
+MAX_BATCH = 65536
+# the counts: name -> (smallest, largest value, what it counts)
+SIZES = {
+    'n_train': (1, 10 ** 9, 'training images per epoch'),
+    'n_test': (1, 10 ** 8, 'test images per validation'),
+    'n_batch_train': (1, MAX_BATCH, 'images per training batch'),
+    'n_batch_init': (1, MAX_BATCH, 'images of the initialisation batch'),
+    'image_size': (1, 4096, 'pixels per image side'),
+    'anchor_size': (1, 4096, 'pixels per image side'),
+    'n_processes': (1, MAX_BATCH, 'processes'),
+    'epochs': (1, 10 ** 9, 'epochs'),
+    'epochs_full_valid': (1, 10 ** 9, 'epochs'),
+    'epochs_full_sample': (1, 10 ** 9, 'epochs'),
+    'test_batch': (0, MAX_BATCH, 'images per test batch (0: the original table)'),
+    'grad_accumulation': (1, MAX_BATCH, 'micro-batches per update'),
+}
 # the optimisation fields' ranges: name -> (test of a finite value, what it must be)
 RANGES = {
     'lr': (lambda v: v > 0., 'a positive learning rate'),
@@ -65,16 +85,20 @@ class TrainConfig:
     save_every_minutes: float = 0.  # also checkpoint within an epoch this often; 0: at epoch ends only
 
     def __post_init__(self):
+        self._check_sizes()
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f'unknown optimizer {self.optimizer!r}; allowed: {described(OPTIMIZERS)}')
         if self.local_batch_train < 1:
             raise ValueError(f'n_batch_train={self.n_batch_train} at anchor_size={self.anchor_size} gives no images '
                              f'per batch at image_size={self.image_size}')
-        if self.grad_accumulation < 1 or self.local_batch_train % self.grad_accumulation:
+        for name, local in (('local_batch_train', self.local_batch_train), ('local_batch_init', self.local_batch_init)):
+            if local > MAX_BATCH:
+                raise ValueError(f'{name}={local:,} (n_batch_train={self.n_batch_train}, n_batch_init='
+                                 f'{self.n_batch_init} scaled by (anchor_size={self.anchor_size} / image_size='
+                                 f'{self.image_size})^2) is too large: at most {MAX_BATCH} images per batch')
+        if self.local_batch_train % self.grad_accumulation:
             raise ValueError(f'per-process batch {self.local_batch_train} is not divisible into grad_accumulation='
                              f'{self.grad_accumulation} micro-batches')
-        if self.test_batch < 0:
-            raise ValueError(f'test_batch must not be negative, got {self.test_batch}')
         if not 0. <= self.fixed_beta2 < 1. or not 0. <= self.ema_decay < 1.:
             raise ValueError(f'fixed_beta2 and ema_decay must be in [0, 1), got {self.fixed_beta2}, {self.ema_decay}')
         if not self.test_batch and self.local_batch_train not in LOCAL_BATCH_TEST:
@@ -88,12 +112,17 @@ class TrainConfig:
                 f'n_test={self.n_test} is not divisible by local_batch_test * processes = '
                 f'{self.local_batch_test} * {self.n_processes}: the original requires full test batches; '
                 f'pick --n_test as a multiple of {self.local_batch_test * self.n_processes}')
-        if self.epochs_full_valid < 1 or self.epochs_full_sample < 1:
-            raise ValueError('epochs_full_valid and epochs_full_sample must be positive')
         for name, (fits, meaning) in RANGES.items():
             value = getattr(self, name)
             if not (math.isfinite(value) and fits(value)):
                 raise ValueError(f'{name} must be {meaning}, got {value}')
+
+    def _check_sizes(self):
+        """Raise ValueError naming the first count outside its range in `SIZES`."""
+        for name, (smallest, largest, meaning) in SIZES.items():
+            value = getattr(self, name)
+            if not smallest <= value <= largest:
+                raise ValueError(f'{name}={value:,} is out of range: {meaning}, {smallest} .. {largest:,}')
 
     def _scaled(self, n):
         return n * self.anchor_size ** 2 // self.image_size ** 2

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from emerging.errors import InputError
 from emerging.models.base import standard_normal_log_prob
 from emerging.models.config import GlowConfig
 from emerging.models.glow import Glow
@@ -255,8 +256,63 @@ def test_refuses_what_does_not_fit(tmp_path):
     # nothing was assigned
     for old, variable in zip(before, model.variables):
         np.testing.assert_array_equal(old, variable.numpy())
-    with pytest.raises(CheckpointMismatch, match='cannot read TF1 checkpoint'):
+    with pytest.raises(InputError, match=r'missing\.ckpt\.index is missing'):
         import_tf1_checkpoint(model, str(tmp_path / 'missing.ckpt'))
+
+
+def damage(prefix, how):
+    """Damage the TF1 checkpoint at `prefix` as the issue found it: its data file missing, cut short, a byte
+    flipped, or its index cut short; returns the damaged file."""
+    data, index = prefix + '.data-00000-of-00001', prefix + '.index'
+    if how == 'data missing':
+        os.remove(data)
+        return data
+    path = index if how == 'index truncated' else data
+    content = bytearray(open(path, 'rb').read())
+    if how == 'data flipped':
+        content[len(content) // 2] ^= 0x04
+    else:
+        del content[len(content) // 2:]
+    with open(path, 'wb') as f:
+        f.write(content)
+    return path
+
+
+DAMAGES = {'data missing': 'missing', 'data truncated': 'is truncated', 'data flipped': 'fails its checksum',
+           'index truncated': 'is damaged'}
+
+
+@pytest.mark.parametrize('how', DAMAGES)
+def test_damaged_files_are_named_before_anything_is_assigned(tmp_path, how):
+    config = GlowConfig(**REFERENCE_CONFIG)
+    prefix = write_tf1_checkpoint(tmp_path / 'model.ckpt', original_variables(config, np.random.default_rng(5)))
+    damaged = damage(prefix, how)
+    model = Glow(config)
+    before = [v.numpy().copy() for v in model.variables]
+    with pytest.raises(InputError) as error:
+        import_tf1_checkpoint(model, prefix)
+    assert damaged in str(error.value) and DAMAGES[how] in str(error.value), str(error.value)
+    for old, variable in zip(before, model.variables):
+        np.testing.assert_array_equal(old, variable.numpy())
+    assert not bool(model.initialized.numpy())
+
+
+@pytest.mark.parametrize('how', ['data truncated', 'data flipped'])
+def test_import_tf1_exits_2_naming_the_damaged_file(tmp_path, capsys, how):
+    """`emerging import-tf1` on a damaged checkpoint: one line naming the file, exit code 2, nothing written."""
+    import emerging.cli.command as command
+    config = GlowConfig(image_shape=(8, 8, 3), n_levels=2, depth=2, width=16, flow_permutation=2)
+    prefix = write_tf1_checkpoint(tmp_path / 'tf1' / 'model.ckpt',
+                                  original_variables(config, np.random.default_rng(6)))
+    damaged = damage(prefix, how)
+    out = tmp_path / 'imported'
+    code = command.main(['import-tf1', *DIGITS, *TINY, '--flow_permutation', '2', '--tf1_checkpoint', prefix,
+                         '--logdir', str(out)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith('emerging import-tf1: error: ') and damaged in err and DAMAGES[how] in err, err
+    assert 'Traceback' not in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists() or not os.listdir(out)
 
 
 @pytest.mark.slow
