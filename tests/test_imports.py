@@ -15,19 +15,21 @@ ALLOWED = {
     'emerging.__main__': {'emerging.cli'},
     'emerging.choices': set(),
     'emerging.errors': set(),
+    'emerging.pickles': {'emerging.errors'},
     'emerging.exports': set(),
     'emerging.quiet': set(),
     'emerging.averaging': set(),
-    'emerging.data': {'emerging.exports', 'emerging.choices', 'emerging.errors'},
+    'emerging.data': {'emerging.exports', 'emerging.choices', 'emerging.errors', 'emerging.pickles'},
     'emerging.flows': {'emerging.choices', 'emerging.errors'},
     'emerging.vector': {'emerging.choices', 'emerging.errors', 'emerging.averaging', 'emerging.flows'},
     'emerging.models': {'emerging.exports', 'emerging.choices', 'emerging.errors', 'emerging.flows'},
-    'emerging.runs': {'emerging', 'emerging.exports', 'emerging.choices', 'emerging.errors', 'emerging.averaging',
-                      'emerging.flows', 'emerging.models'},
+    'emerging.runs': {'emerging', 'emerging.exports', 'emerging.choices', 'emerging.errors', 'emerging.pickles',
+                      'emerging.averaging', 'emerging.flows', 'emerging.models'},
     'emerging.training': {'emerging.exports', 'emerging.choices', 'emerging.errors', 'emerging.averaging',
                           'emerging.runs'},
-    'emerging.cli': {'emerging', 'emerging.quiet', 'emerging.choices', 'emerging.errors', 'emerging.averaging',
-                     'emerging.data', 'emerging.models', 'emerging.runs', 'emerging.training', 'emerging.vector'},
+    'emerging.cli': {'emerging', 'emerging.quiet', 'emerging.choices', 'emerging.errors', 'emerging.pickles',
+                     'emerging.averaging', 'emerging.data', 'emerging.models', 'emerging.runs', 'emerging.training',
+                     'emerging.vector'},
 }
 # modules that must import without TensorFlow (the command lines parse and check their flags before it loads)
 TENSORFLOW_FREE = [
@@ -38,7 +40,7 @@ TENSORFLOW_FREE = [
     'emerging.cli.train', 'emerging.cli.train_resflow', 'emerging.cli.launch', 'emerging.cli.toy',
     'emerging.cli.tabular', 'emerging.cli.plot_logs', 'emerging.cli.write_tfrecords',
     'emerging.cli.package_pretrained', 'emerging.cli.public_bnaf', 'emerging.runs.torch_files', 'emerging.quiet',
-    'emerging.cli.resflow_toy', 'emerging.cli.compare_families', 'emerging.cli.check_gpu']
+    'emerging.cli.resflow_toy', 'emerging.cli.compare_families', 'emerging.cli.check_gpu', 'emerging.pickles']
 
 
 def modules():

@@ -10,11 +10,11 @@ n-th shard file, except lsun validation).
 import dataclasses
 import glob
 import os
-import pickle
 
 import numpy as np
 import tensorflow as tf
 
+from emerging import pickles
 from emerging.data.augment import augment, random_horizontal_flips
 from emerging.data.problems import DIGITS_N_TEST, N_Y, TFRECORD_PROBLEMS, DataConfig
 from emerging.data.tfrecords import check_first_record, find_shards, parse_record, read_shards
@@ -121,13 +121,7 @@ def _load_space(data_dir):
     if not os.path.isfile(path):
         raise FileNotFoundError(f'galaxy pickle not found: --data_dir {data_dir!r} (expected a pickle of '
                                 f'(x_train, x_val, x_test) uint8 arrays of 64x64x3 images)')
-    with open(path, 'rb') as f:
-        try:
-            arrays = _ArraysOnly(f).load()
-            x_train, x_val, x_test = (np.asarray(a) for a in arrays)
-        except Exception as error:  # a damaged or foreign pickle raises many kinds
-            raise InputError(f'{path} is not a pickle of (x_train, x_val, x_test) arrays: '
-                             f'{type(error).__name__}: {error}') from None
+    x_train, x_val, x_test = _galaxy_arrays(path)
     for name, x in (('x_train', x_train), ('x_val', x_val), ('x_test', x_test)):
         if x.dtype != np.uint8 and not (np.issubdtype(x.dtype, np.integer) and x.size and x.min() >= 0
                                         and x.max() <= 255):
@@ -141,20 +135,15 @@ def _load_space(data_dir):
             (x_test.astype(np.uint8), np.zeros(len(x_test), np.int32)))
 
 
-class _ArraysOnly(pickle.Unpickler):
-    """An unpickler that builds NumPy arrays and plain containers only: a pickle naming anything else (code
-    that would run while loading) is refused."""
-
-    ALLOWED = {('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
-               ('numpy', 'ndarray'), ('numpy', 'dtype'), ('numpy.core.multiarray', 'scalar'),
-               ('numpy._core.multiarray', 'scalar'), ('numpy.core.numeric', '_frombuffer'),
-               ('numpy._core.numeric', '_frombuffer'), ('_codecs', 'encode'), ('builtins', 'tuple'),
-               ('builtins', 'list')}
-
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f'{module}.{name} is not an array part; refused')
-        return super().find_class(module, name)
+def _galaxy_arrays(path):
+    """The three arrays of the galaxy pickle, read by a pickle machine that builds NumPy arrays only (a pickle
+    naming anything else, code that would run while it loads, is refused), within `pickles.memory_bound()`."""
+    arrays = pickles.load_file(path, pickles.numpy_arrays())
+    items = list(arrays) if isinstance(arrays, (tuple, list)) else [arrays]
+    if len(items) != 3 or not all(isinstance(a, np.ndarray) for a in items):
+        raise InputError(f'{path} is not a pickle of (x_train, x_val, x_test) arrays: it holds '
+                         f'{", ".join(pickles.describe(item) for item in items[:4])}')
+    return items
 
 
 def _in_memory(config):

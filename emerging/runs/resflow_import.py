@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from emerging.errors import InputError
+from emerging.pickles import describe
 
 SKIPPED = ('geom_p', 'lamb', 'last_n_samples', 'last_firmom', 'last_secmom', 'scale', 'spatial_dims',
            'initialized')
@@ -127,6 +128,18 @@ def _places(model) -> list:
     return places
 
 
+def _tensors(mapping, what) -> dict:
+    """`mapping` checked to be {name: numeric array}, the structure of a state dict, before any is used."""
+    if not isinstance(mapping, dict):
+        raise InputError(f'its {what} is {describe(mapping)}, not a dict of tensors')
+    for name, value in mapping.items():
+        if not isinstance(name, str):
+            raise InputError(f'its {what} holds the key {describe(name)}, not a parameter name')
+        if not (isinstance(value, np.ndarray) and value.dtype.kind in 'biuf'):
+            raise InputError(f'{what} {name}: {describe(value)}, not a tensor of numbers')
+    return mapping
+
+
 def import_public_resflow(model, state_dict: dict, shadow_params: dict | None = None) -> dict:
     """Put the weights of a public Residual Flows checkpoint into `model`, checking every name and shape first.
 
@@ -140,16 +153,20 @@ def import_public_resflow(model, state_dict: dict, shadow_params: dict | None = 
       `model.trainable_variables` (None without `shadow_params`)}.
 
     Raises:
-      InputError: listing every public name without a place here, every weight of the model the checkpoint
-        lacks, every shape that differs, and an actnorm that was never initialised; nothing is assigned then.
+      InputError: naming a state dict that is not {name: tensor of numbers}; listing every public name without a
+        place here, every weight of the model the checkpoint lacks, every shape that differs, and an actnorm that
+        was never initialised; nothing is assigned then.
     """
+    state_dict = _tensors(state_dict, 'state_dict')
+    if shadow_params is not None:
+        shadow_params = _tensors(shadow_params, 'EMA')
     places = _places(model)
     problems, values = [], []
     known = {name for name, _, _ in places}
 
     def converted(name, variable, convert, source):
         try:
-            value = np.asarray(convert(np.asarray(source[name])), np.float32)
+            value = np.asarray(convert(source[name]), np.float32)
         except (ValueError, IndexError):  # a vector that does not reshape to the variable's layout
             value = None
         if value is None or list(value.shape) != variable.shape.as_list():
@@ -167,7 +184,7 @@ def import_public_resflow(model, state_dict: dict, shadow_params: dict | None = 
     problems += [f'{name}: has no place in this model' for name in sorted(state_dict)
                  if name not in known and name not in skipped]
     problems += [f'{name}: the actnorm was never initialised' for name in skipped
-                 if name.endswith('.initialized') and int(np.asarray(state_dict[name])) != 1]
+                 if name.endswith('.initialized') and (state_dict[name].size != 1 or state_dict[name].item() != 1)]
     ema = None
     if shadow_params is not None:
         by_variable = {}

@@ -13,15 +13,49 @@ def write_power(root, rng, columns=8):
     np.save(os.path.join(root, 'power', 'data.npy'), data)
 
 
-def write_gas(root, rng):
+def write_gas(root, rng, old_pandas=False):
+    """ethylene_CO.pickle as this pandas writes it, or (`old_pandas`) as the archive's old pandas did."""
+    frame = gas_frame(rng).sample(frac=1., random_state=0)  # the archive's rows are a sample: shuffled labels
+    os.makedirs(os.path.join(root, 'gas'), exist_ok=True)
+    path = os.path.join(root, 'gas', 'ethylene_CO.pickle')
+    if old_pandas:
+        with open(path, 'wb') as f:
+            f.write(old_pandas_pickle(frame))
+    else:
+        frame.to_pickle(path)
+
+
+def gas_frame(rng):
+    """The GAS frame write_gas pickles: labels, then sensors of which b correlates with a above 0.98."""
     import pandas as pd
     sensors = rng.normal(size=[ROWS, 4])
-    frame = pd.DataFrame({'Time': np.arange(ROWS, dtype=float), 'Meth': rng.normal(size=ROWS),
-                          'Eth': rng.normal(size=ROWS), 'a': sensors[:, 0],
-                          'b': 2. * sensors[:, 0] + 1e-3 * rng.normal(size=ROWS),  # correlated with a above 0.98
-                          'c': sensors[:, 1], 'd': sensors[:, 2], 'e': sensors[:, 3]})
-    os.makedirs(os.path.join(root, 'gas'), exist_ok=True)
-    frame.to_pickle(os.path.join(root, 'gas', 'ethylene_CO.pickle'))
+    return pd.DataFrame({'Time': np.arange(ROWS, dtype=float), 'Meth': rng.normal(size=ROWS),
+                         'Eth': rng.normal(size=ROWS), 'a': sensors[:, 0],
+                         'b': 2. * sensors[:, 0] + 1e-3 * rng.normal(size=ROWS),
+                         'c': sensors[:, 1], 'd': sensors[:, 2], 'e': sensors[:, 3]})
+
+
+def old_pandas_pickle(frame):
+    """`frame` (floats) pickled as pandas 0.19 under Python 2 did, as the MAF archive's ethylene_CO.pickle is:
+    protocol 2, byte strings, NumPy's old module names, pandas' old class names, a shuffled Int64Index, the
+    0.14.1 block manager state."""
+    from tests.test_pickles import Opcodes as o
+    columns = o.reduce(o.name('pandas.indexes.base', '_new_Index'), o.name('pandas.indexes.base', 'Index'),
+                       o.dict((o.py2_str(b'data'), o.array(np.array(list(frame.columns), dtype=object))),
+                              (o.py2_str(b'name'), b'N')))
+    rows = o.reduce(o.name('pandas.indexes.base', '_new_Index'), o.name('pandas.indexes.numeric', 'Int64Index'),
+                    o.dict((o.py2_str(b'data'), o.array(frame.index.to_numpy().astype('<i8'))),
+                           (o.py2_str(b'name'), b'N')))
+    values = o.array(frame.to_numpy().T.copy())
+    places = o.reduce(o.name('__builtin__', 'slice'), o.int(0), o.int(frame.shape[1]), o.int(1))
+    block = o.dict((o.py2_str(b'values'), values), (o.py2_str(b'mgr_locs'), places))
+    state = o.tuple(o.list(columns, rows), o.list(values), o.list(columns),
+                    o.dict((o.py2_str(b'0.14.1'), o.dict((o.py2_str(b'axes'), o.list(columns, rows)),
+                                                         (o.py2_str(b'blocks'), o.list(block))))))
+    manager = o.newobj(o.name('pandas.core.internals', 'BlockManager'), state)
+    return o.pickle(o.newobj(o.name('pandas.core.frame', 'DataFrame'),
+                             o.dict((o.py2_str(b'_data'), manager), (o.py2_str(b'_typ'), o.py2_str(b'dataframe')),
+                                    (o.py2_str(b'_metadata'), o.list()))))
 
 
 def write_hepmass(root, rng):
