@@ -13,13 +13,17 @@ The sources, chosen by `attribute_source`:
 * --attribute_file FILE.npy: an array [N, A] of 0 / 1 values (or booleans),
   with --attribute_names giving the A names, comma-separated.
 
-Only the first n_examples rows are read.
+Only the first n_examples rows are read.  A file that cannot be used (missing,
+not UTF-8 text, a line of the wrong layout, a .npy that is not a 2-D array of
+0 / 1 numbers or whose header does not match its size) is an InputError
+naming it (and the line) before any image is encoded.
 """
 import hashlib
 import os
 
 import numpy as np
 
+from emerging.cli.write_tfrecords import read_npy
 from emerging.errors import InputError
 
 CLASS_NAMES = {'cifar10': ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')}
@@ -95,44 +99,61 @@ def attribute_source(problem, n_classes, attribute_file=None, attribute_names=No
                              f'list_attr_celeba.txt)')
         return LabelAttributes(problem, n_classes)
     if not os.path.isfile(attribute_file):
-        raise FileNotFoundError(f'--attribute_file not found: {attribute_file}')
+        raise InputError(f'--attribute_file not found: {attribute_file}')
     if attribute_file.endswith('.npy'):
         return _npy(attribute_file, attribute_names, n_examples)
     return _celeba_text(attribute_file, n_examples)
 
 
 def _npy(path, names, n_examples):
-    try:
-        array = np.load(path, mmap_mode='r', allow_pickle=False)
-    except Exception as error:
-        raise InputError(f'--attribute_file {path} is not a readable .npy array: {error}') from None
-    if array.ndim != 2:
-        raise InputError(f'--attribute_file {path} must be an array [N, A] of 0 / 1, got shape {array.shape}')
+    array = read_npy(path, f'--attribute_file {path}')
+    if array.ndim != 2 or array.dtype.kind not in 'biuf':
+        raise InputError(f'--attribute_file {path} must be an array [N, A] of 0 / 1, got {array.dtype} of shape '
+                         f'{list(array.shape)}')
     names = [n.strip() for n in (names or '').split(',') if n.strip()]
     if len(names) != array.shape[1]:
         raise InputError(f'--attribute_names must give the {array.shape[1]} column names of {path} '
                          f'(comma-separated), got {len(names)}')
-    table = np.asarray(array[:n_examples])
+    table = array[:n_examples]
     if not np.isin(table, (0, 1)).all():
         raise InputError(f'--attribute_file {path} must hold only 0 / 1 values')
     return TableAttributes(path, names, table.astype(bool))
 
 
 def _celeba_text(path, n_examples):
+    try:
+        with open(path, 'rb') as f:
+            return _celeba_rows(path, _text_lines(path, f), n_examples)
+    except OSError as error:
+        raise InputError(f'--attribute_file {path}: cannot be read ({error.strerror or error})') from None
+
+
+def _text_lines(path, f):
+    """(line number, text) of the lines of a binary file, each decoded as UTF-8 when it is reached."""
+    for number, raw in enumerate(f, start=1):
+        try:
+            yield number, raw.decode('utf-8')
+        except UnicodeDecodeError as error:
+            raise InputError(f'--attribute_file {path}, line {number}: not UTF-8 text (byte {error.start} of the '
+                             f'line): expected the list_attr_celeba.txt layout') from None
+
+
+def _celeba_rows(path, lines, n_examples):
+    """The CelebA layout's table from `lines` ((number, text) pairs): [rows, A] booleans, at most n_examples
+    rows."""
+    count, header = next(lines, (1, ''))[1].strip(), next(lines, (2, ''))[1].split()
+    if not count.isdigit() or not header:
+        raise InputError(f'--attribute_file {path} is not in the list_attr_celeba.txt layout: line 1 must be '
+                         f'the image count and line 2 the attribute names')
     rows = []
-    with open(path) as f:
-        count, header = f.readline().strip(), f.readline().split()
-        if not count.isdigit() or not header:
-            raise InputError(f'--attribute_file {path} is not in the list_attr_celeba.txt layout: line 1 must be '
-                             f'the image count and line 2 the attribute names')
-        for number, line in enumerate(f, start=3):
-            if n_examples is not None and len(rows) >= n_examples:
-                break
-            if not line.strip():
-                continue
-            values = line.split()[1:]
-            if len(values) != len(header) or not set(values) <= {'1', '-1'}:
-                raise InputError(f'--attribute_file {path}, line {number}: expected a file name and {len(header)} '
-                                 f'values 1 / -1, got {line.strip()[:200]!r}')
-            rows.append([v == '1' for v in values])
+    for number, line in lines:
+        if n_examples is not None and len(rows) >= n_examples:
+            break
+        if not line.strip():
+            continue
+        values = line.split()[1:]
+        if len(values) != len(header) or not set(values) <= {'1', '-1'}:
+            raise InputError(f'--attribute_file {path}, line {number}: expected a file name and {len(header)} '
+                             f'values 1 / -1, got {line.strip()[:200]!r}')
+        rows.append([v == '1' for v in values])
     return TableAttributes(path, header, np.array(rows, bool).reshape(-1, len(header)))

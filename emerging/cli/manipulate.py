@@ -42,6 +42,7 @@ import numpy as np
 
 from emerging.cli import common
 from emerging.cli.attributes import attribute_source
+from emerging.cli.write_tfrecords import read_npy
 from emerging.errors import InputError
 from emerging.runs.folder import PRETRAINED
 
@@ -233,13 +234,14 @@ def _path(folder, name):
 
 def _read(folder, name, record, shape):
     """The saved dz of `name` when its record matches `record` and it is a finite float array of `shape`;
-    otherwise None (it is computed again)."""
+    otherwise None (it is computed again): a record or array that cannot be read, whatever its bytes, is one
+    to compute again."""
     path = _path(folder, name)
     try:
-        with open(path + '.json') as f:
+        with open(path + '.json', encoding='utf-8') as f:
             saved = json.load(f)
-        dz = np.load(path + '.npy', allow_pickle=False)
-    except (OSError, ValueError, EOFError):
+        dz = read_npy(path + '.npy', path + '.npy')
+    except (OSError, ValueError, RecursionError):  # InputError and bad JSON are ValueErrors: computed again
         return None
     if not isinstance(saved, dict) or _compared(saved) != _compared(record):
         return None

@@ -1,5 +1,6 @@
 """`emerging manipulate` on the tiny trained digits run and the pretrained digits model, in-process (the
 command's own main)."""
+import io
 import json
 import os
 import re
@@ -158,6 +159,63 @@ def test_label_sources():
     assert cifar.canonical('0') == cifar.canonical('airplane') == 'airplane' and cifar.identity('cat')['label'] == 3
     with pytest.raises(InputError, match='celeba data has no class labels: pass --attribute_file'):
         attribute_source('celeba', None)
+
+
+@pytest.mark.parametrize('content, name, expected', [
+    (b'3\nSmiling Young\n\xff\xfe000001.jpg 1 -1\n', 'list_attr.txt', ', line 3: not UTF-8 text (byte 0 of the line)'),
+    (None, 'table.npy', 'not found'),
+    ('object', 'table.npy', 'an array of object of shape [2]'),
+    ('strings', 'table.npy', 'an array of <U1 of shape [2, 2]'),
+    ('huge', 'table.npy', 'its header declares 4,611,686,018,427,387,904 values of 1 bytes, the file holds 8 bytes'),
+    ('floats', 'table.npy', 'must hold only 0 / 1 values'),
+])
+def test_attribute_files_that_cannot_be_read(tmp_path, content, name, expected):
+    """Each named, with what is wrong, before any image is encoded (a text file of other bytes raised a
+    UnicodeDecodeError, a .npy header declaring more data than the file holds allocated it)."""
+    from emerging.cli.attributes import attribute_source
+    from emerging.errors import InputError
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content == 'object':
+        np.save(path, np.array([{}, None], object), allow_pickle=True)
+    elif content == 'strings':
+        np.save(path, np.array([['1', '0'], ['0', '1']]))
+    elif content == 'huge':
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {'descr': '|u1', 'fortran_order': False, 'shape': (2 ** 61, 2)})
+        path.write_bytes(header.getvalue() + bytes(8))
+    elif content == 'floats':
+        np.save(path, np.array([[0, 0.5], [1, 1]]))
+    with pytest.raises(InputError) as error:
+        attribute_source('celeba', None, str(path), 'a,b' if name.endswith('.npy') else None, 10)
+    assert str(path) in str(error.value) and expected in str(error.value), error.value
+
+
+@pytest.mark.parametrize('json_bytes, npy', [
+    (b'[' * 100000 + b']' * 100000, None),
+    (b'\xff\xfe', None),
+    (None, 'huge'),
+    (None, 'object'),
+])
+def test_saved_direction_that_cannot_be_read_is_computed_again(tmp_path, json_bytes, npy):
+    """A dz record or array in a run folder is read as any other file: whatever its bytes, it is computed again
+    (a record nested past Python's recursion limit raised a RecursionError)."""
+    from emerging.cli.manipulate import _read
+    record = {'attribute': '7', 'n_examples': 200}
+    (tmp_path / 'dz_7.json').write_bytes(json_bytes or json.dumps(record).encode())
+    if npy == 'huge':
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {'descr': '<f4', 'fortran_order': False, 'shape': (2 ** 60,)})
+        (tmp_path / 'dz_7.npy').write_bytes(header.getvalue())
+    elif npy == 'object':
+        np.save(tmp_path / 'dz_7.npy', np.array([None], object), allow_pickle=True)
+    else:
+        np.save(tmp_path / 'dz_7.npy', np.ones([8, 8, 3], np.float32))
+    assert _read(str(tmp_path), '7', record, (8, 8, 3)) is None
+    (tmp_path / 'dz_7.json').write_text(json.dumps(record))
+    np.save(tmp_path / 'dz_7.npy', np.ones([8, 8, 3], np.float32))
+    assert _read(str(tmp_path), '7', record, (8, 8, 3)).shape == (8, 8, 3)  # the same files, whole: reused
 
 
 def test_unwritable_run_folder(trained_digits_run, tmp_path, capsys, monkeypatch):

@@ -12,7 +12,8 @@ from emerging.cli import train
 from emerging.data.augment import augment
 from emerging.data.images import get_data
 from emerging.data.problems import DataConfig
-from emerging.data.tfrecords import write_shards
+from emerging.data.tfrecords import REWRITE, write_shards
+from emerging.errors import InputError
 from tests.helpers import ROOT, TINY, env
 
 SMALL = ['--n_batch_train', '32', '--n_batch_init', '32', '--n_train', '64', '--epochs', '3',
@@ -104,18 +105,18 @@ def test_missing_and_incomplete_shards(tmp_path):
     config = dict(problem='celeba', image_size=16, local_batch_train=4, local_batch_test=4, local_batch_init=4)
     with pytest.raises(FileNotFoundError, match='is not a folder'):
         get_data(DataConfig(data_dir=str(tmp_path / 'nowhere'), **config))
-    with pytest.raises(FileNotFoundError, match=r'train-r04-s-\*-of-\*.tfrecords'):
+    with pytest.raises(InputError, match=r'train-r04-s-\*-of-\*.tfrecords'):
         get_data(DataConfig(data_dir=str(tmp_path), **config))
     paths = write_shards(images(8, 16), np.zeros(8), str(tmp_path), 'train', n_shards=2)
     os.remove(paths[1])
-    with pytest.raises(FileNotFoundError, match='1 of 2 shards are missing.*train-r04-s-0001-of-0002'):
+    with pytest.raises(InputError, match='1 of 2 shards are missing.*train-r04-s-0001-of-0002'):
         get_data(DataConfig(data_dir=str(tmp_path), **config))
 
 
 def test_shard_with_other_image_size(tmp_path):
     write_shards(images(8, 32), np.zeros(8), str(tmp_path), 'train', resolution=16)
     write_shards(images(8, 16), np.zeros(8), str(tmp_path), 'validation')
-    with pytest.raises(ValueError, match=r'holds images of shape \[32, 32, 3\], but --image_size 16'):
+    with pytest.raises(InputError, match=r'holds images of shape \[32, 32, 3\], but --image_size 16'):
         get_data(DataConfig(problem='celeba', data_dir=str(tmp_path), image_size=16, local_batch_train=4,
                             local_batch_test=4, local_batch_init=4))
 
@@ -134,7 +135,10 @@ def test_corrupt_record_stops_cleanly(tmp_path):
                              '--logdir', str(tmp_path / 'logs')], env=env(), capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 2, result.stderr
-    assert f'bad input record in {path}: record' in result.stderr and 'fails its checksum' in result.stderr
+    record = len(raw) // 2 // (len(raw) // 64)  # records of one length: the damaged byte's
+    assert f'bad input record in {path}: damaged: record {record} (counting from 0) fails its checksum' \
+        in result.stderr, result.stderr
+    assert f'; {REWRITE} (' in result.stderr
     assert not os.path.exists(tmp_path / 'logs' / 'checkpoints')
 
 
