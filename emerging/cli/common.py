@@ -138,21 +138,29 @@ def parse_floats(text, flag):
 
 
 def read_image(path, image_shape):
-    """A PNG / JPEG file as uint8 [H, W, C]; its size and channels must be the model's."""
-    from PIL import Image
+    """A PNG / JPEG file of 8-bit samples as uint8 [H, W, C]; its size and channels must be the model's."""
+    from emerging.cli.write_tfrecords import open_image, sixteen_bit
     if not os.path.isfile(path):
         raise InputError(f'image file not found: {path}')
-    try:
-        image = np.asarray(Image.open(path))
-    except Exception as error:
-        raise InputError(f'cannot read image {path}: {error}') from None
-    if image.ndim == 2:
-        image = image[..., None]
+    image = open_image(path, path)  # the header only: a decompression bomb is refused here
     height, width, channels = image_shape
-    if image.shape != (height, width, channels):
-        raise InputError(f'{path} is {image.shape[0]}x{image.shape[1]}x{image.shape[2]}, but the model takes '
-                         f'{height}x{width}x{channels} images')
-    return image.astype(np.uint8)
+    if image.size != (width, height):  # checked before decoding: the model's size bounds what is decoded
+        raise InputError(f'{path} is {image.width}x{image.height}, but the model takes {height}x{width}x{channels} '
+                         f'images')
+    if image.mode not in ('1', 'L', 'LA', 'P', 'PA', 'RGB', 'RGBA') or sixteen_bit(image):
+        raise InputError(f'{path}: a {"16-bit " if sixteen_bit(image) else ""}{image.mode} image; the model takes '
+                         f'8-bit images')
+    try:
+        if image.mode in ('1', 'P', 'PA'):  # bits and palette indices are not intensities
+            image = image.convert('L' if image.mode == '1' else 'RGBA' if image.has_transparency_data else 'RGB')
+        array = np.asarray(image)
+    except Exception as error:  # noqa: BLE001 - Pillow's decoders raise many kinds for damaged data
+        raise InputError(f'cannot read image {path}: {type(error).__name__}: {error}') from None
+    array = array[..., None] if array.ndim == 2 else array
+    if array.shape[2] != channels:
+        raise InputError(f'{path} is {height}x{width}x{array.shape[2]}, but the model takes {height}x{width}x'
+                         f'{channels} images')
+    return array
 
 
 def check_output(path, extensions):

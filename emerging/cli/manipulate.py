@@ -49,6 +49,7 @@ from emerging.runs.folder import PRETRAINED
 FOLDER = 'manipulation'
 INFORMATIVE = ('source', 'n_used', 'n_positive', 'n_negative')  # recorded, not compared
 ALPHAS = '-1,-0.5,0,0.5,1'
+MAX_CELLS = 1000  # rows (attributes) and columns (alphas) of the grid: a PNG 1,000 images wide
 
 
 def add_parser(subparsers):
@@ -84,9 +85,14 @@ def run(args):
     from emerging.training.recorder import image_grid, save_png
 
     alphas = common.parse_floats(args.alphas, '--alphas')
+    if len(alphas) > MAX_CELLS:
+        raise InputError(f'--alphas lists {len(alphas):,} values; at most {MAX_CELLS:,} (the columns of the grid)')
     wanted = list(dict.fromkeys(a.strip() for a in args.attributes.split(',') if a.strip()))
     if not wanted:
         raise InputError(f'--attributes must name at least one attribute, got {args.attributes!r}')
+    if len(wanted) > MAX_CELLS:
+        raise InputError(f'--attributes names {len(wanted):,} attributes; at most {MAX_CELLS:,} (the rows of the '
+                         f'grid)')
     if args.n_examples < 2:
         raise InputError(f'--n_examples must be at least 2, got {args.n_examples}')
     common.check_output(args.out, ('.png',))

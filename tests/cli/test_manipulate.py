@@ -140,6 +140,8 @@ def test_attribute_files_match_labels(run_dir, tmp_path, capsys, monkeypatch):
     (['--attributes', '9', '--n_examples', '5'], "attribute '9': no positive examples among the first 5"),
     (['--attributes', '1', '--alphas', '1,x'], '--alphas'),
     (['--attributes', '1', '--test_index', '300'], '--test_index 300 is out of range'),
+    (['--attributes', '1', '--alphas', ','.join(['0.5'] * 1001)], '--alphas lists 1,001 values; at most 1,000'),
+    (['--attributes', ','.join(f'a{k}' for k in range(1001))], '--attributes names 1,001 attributes; at most 1,000'),
 ])
 def test_bad_input(run_dir, tmp_path, capsys, monkeypatch, extra, expected):
     args = {'--attributes': None, '--test_index': '0', '--n_examples': N, '--out': str(tmp_path / 'grid.png')}
