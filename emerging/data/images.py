@@ -17,7 +17,7 @@ import tensorflow as tf
 from emerging import pickles
 from emerging.data.augment import augment, random_horizontal_flips
 from emerging.data.problems import DIGITS_N_TEST, N_Y, TFRECORD_PROBLEMS, DataConfig
-from emerging.data.tfrecords import check_first_record, find_shards, parse_record, read_shards
+from emerging.data.tfrecords import check_first_record, check_framing, find_shards, parse_record, read_shards
 from emerging.errors import InputError
 
 DOWNLOAD_HOST_TIMEOUT = 5.0  # seconds to wait for a tfds download host before saying it cannot be reached
@@ -186,6 +186,8 @@ def _tfrecords(config):
         for path in files:
             check_first_record(path, config.image_size, config.channels, allow_larger=random_crop)
         shard_files = not (config.problem in ('lsun', 'lsun_realnvp') and split == 'validation')
+        for path in files[config.rank::config.size] if shard_files and config.size > 1 else files:
+            check_framing(path)  # every record of the shards this process reads
         datasets.append(read_shards(files, config.image_size, config.channels, batch, config.rank, config.size,
                                     train=train, random_crop=random_crop, shard_files=shard_files,
                                     n_parallel_reads=config.fmap, n_parallel_calls=config.pmap,

@@ -152,12 +152,13 @@ def masked_crc32c(data):
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def walk_records(path, limit=None):
+def walk_records(path, limit=None, checksums=True):
     """Walk a shard's record framing (lengths and their checksums; the data's checksums are TensorFlow's).
 
     Args:
       path: the shard.
       limit: stop after this many records (None: all).
+      checksums: check each length field's checksum (without: only that each record fits in the file).
 
     Returns:
       (the number of records whose framing is whole, None) or, at the first that is not, (its index, what is
@@ -176,7 +177,7 @@ def walk_records(path, limit=None):
                 if len(header) < HEADER:
                     return index, f'is cut off in its {HEADER}-byte header: the file ends {size - offset} bytes in'
                 length, crc = struct.unpack('<QI', header)
-                if crc != masked_crc32c(header[:8]):
+                if checksums and crc != masked_crc32c(header[:8]):
                     return index, 'fails its checksum (of the length field)'
                 if length + FOOTER > size - offset - HEADER:
                     return index, (f'is cut off: it declares {length} bytes of data, the file ends '
@@ -186,6 +187,26 @@ def walk_records(path, limit=None):
     except OSError as error:
         raise InputError(f'{path}: cannot be read ({error.strerror or error})') from None
     return index, None
+
+
+def check_framing(path):
+    """Refuse a shard whose record framing does not fit the file, before TensorFlow reads it.
+
+    TensorFlow's reader allocates a record's declared length before reading it, so a length whose own checksum
+    holds but that reaches past the end of the file aborts the process.  Every record's length is walked here (a
+    seek and 12 bytes per record); when one does not fit, the walk is made again with the checksums to name the
+    first record that is wrong.
+
+    Args:
+      path: the shard.
+
+    Raises:
+      InputError: naming the shard and the record: it is damaged, and how to write it again.
+    """
+    count, problem = walk_records(path, checksums=False)
+    if problem is not None:
+        count, problem = walk_records(path)
+        raise InputError(damaged(path, count, problem))
 
 
 def damaged(path, index, what):

@@ -11,6 +11,7 @@ import tensorflow as tf
 from emerging.data.tfrecords import (
     REWRITE,
     check_first_record,
+    check_framing,
     find_bad_shards,
     find_shards,
     masked_crc32c,
@@ -46,7 +47,7 @@ def record_header(length):
     return field + struct.pack('<I', masked_crc32c(field))
 
 
-def testmasked_crc32c_is_tensorflows():
+def test_masked_crc32c_is_tensorflows():
     """The framing walk's checksum is the one TensorFlow writes: every length field of a written shard passes."""
     assert masked_crc32c(b'') == 0xA282EAD8  # CRC-32C of nothing is 0, masked
     assert masked_crc32c(b'123456789') == (((0xE3069283 >> 15) | (0xE3069283 << 17)) + 0xA282EAD8) & 0xFFFFFFFF
@@ -102,9 +103,27 @@ def test_length_past_the_end_is_refused_before_tensorflow_reads_it(shard):
     rewrite(path, raw[:2 * length] + record_header(2 ** 62) + raw[2 * length + 12:])
     [(bad, reason)] = find_bad_shards(data_dir, 8, 8, 3)
     assert reason.startswith(f'damaged: record 2 (counting from 0) is cut off: it declares {2 ** 62} bytes of data')
+    check_first_record(path, 8, 3)  # the first record is whole: only the walk of every record sees record 2
+    with pytest.raises(InputError, match=rf'{path} is damaged: record 2 .* declares {2 ** 62} bytes'):
+        check_framing(path)
     rewrite(path, record_header(2 ** 62) + raw[12:])
     with pytest.raises(InputError, match=rf'{path} is damaged: record 0 .* declares {2 ** 62} bytes'):
         check_first_record(path, 8, 3)
+
+
+def test_the_framing_walk_names_the_first_bad_record_with_its_checksum(shard):
+    """The walk without checksums only sees that record 3 reaches past the end; the second walk names record 1,
+    whose length field fails its checksum (its changed length happens to fit in the file)."""
+    _, path, length = shard
+    raw = open(path, 'rb').read()
+    field = bytearray(raw[length:length + 12])
+    field[0] -= 12  # record 1 declares 12 bytes less, its checksum now wrong: the walk lands inside record 1
+    rewrite(path, raw[:length] + bytes(field) + raw[length + 12:])
+    assert walk_records(path, checksums=False)[1] is not None
+    with pytest.raises(InputError, match=r'record 1 \(counting from 0\) fails its checksum \(of the length field\)'):
+        check_framing(path)
+    rewrite(path, raw)
+    check_framing(path)
 
 
 def test_length_checksum(shard):
