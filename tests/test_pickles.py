@@ -1,4 +1,4 @@
-"""The restricted pickle machine (emerging/pickles.py): what pickle, NumPy and pandas write in protocols 0-5 read
+"""The restricted pickle machine (emerging/pickles/): what pickle, NumPy and pandas write in protocols 0-5 read
 back equal; a name outside the caller's table refused, never imported or called; every bound (depth, objects,
 string bytes, memo, field lengths) an InputError before memory is taken; arrays built only when their shape, type
 and bytes agree.  Also the galaxy pickle (`--problem space`) on it.  `Opcodes` writes pickles by hand, for the

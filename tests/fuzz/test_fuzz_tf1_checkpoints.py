@@ -1,4 +1,4 @@
-"""Fuzzing the TF1 importer's checkpoint check (emerging.runs.tf1_import.check_tf1_checkpoint).
+"""Fuzzing the TF1 importer's checkpoint check (emerging.runs.tf_checkpoint_index.check_tf1_checkpoint).
 
 A small checkpoint as the original's tf.compat.v1.train.Saver writes it (a few tensors named as the original's,
 float32 and int32) is mutated a file at a time: its index (kind `tf1_checkpoint_index`) and its data file
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from tensorflow.core.protobuf import tensor_bundle_pb2
 
 from emerging.errors import InputError
-from emerging.runs.tf1_import import check_tf1_checkpoint
+from emerging.runs.tf_checkpoint_index import check_tf1_checkpoint
 from tests.fuzz.contract import FUZZ, holds, mutated, regression_files
 
 DATA = '.data-00000-of-00001'

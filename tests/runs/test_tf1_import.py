@@ -2,7 +2,7 @@
 
 The tests write TF1-format checkpoints themselves with tf.compat.v1 variables
 named and shaped as the original's (spelled out again below, independently
-of emerging/tf1_import.py), and compare the imported model's
+of emerging/runs/tf1_import.py), and compare the imported model's
 objective with a direct transcription of the original's graph in raw TF ops.
 """
 import math
