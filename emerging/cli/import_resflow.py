@@ -10,7 +10,8 @@ public code evaluates and samples with, or with --weights model the trained weig
 {logdir}/checkpoints/ (the trained weights with the EMA as their Polyak average: `--weights latest` and
 `--weights polyak`).  Every `emerging` subcommand and `load_run` then use the folder like a native run, and
 train_resflow.py --resume OUT continues from its weights.  Any name or shape that does not fit stops the import
-with the complete list before anything is written.
+with the complete list before anything is written.  A --logdir that holds a run is refused, or with --overwrite its
+run is deleted first.
 """
 import os
 
@@ -26,6 +27,7 @@ def add_parser(subparsers):
                                    description=__doc__.splitlines()[0])
     parser.add_argument('--checkpoint', required=True, help="train_img.py's checkpoint (checkpt.pth, most_recent.pth)")
     parser.add_argument('--logdir', required=True, help='the run folder to write (must not hold a run)')
+    parser.add_argument('--overwrite', action='store_true', help='--logdir holds a run: delete it first')
     parser.add_argument('--weights', choices=('ema', 'model'), default='ema',
                         help="the run's best weights: the EMA (as the public code evaluates, default) or the model's")
     parser.set_defaults(run=run)
@@ -62,20 +64,16 @@ def public_run_config(public_args, path):
 
 
 def run(args):
-    import tensorflow as tf
 
-    from emerging.averaging import PolyakAverage
     from emerging.models.resflow import ResFlow
-    from emerging.runs.checkpoints import commit
-    from emerging.runs.folder import BEST, CHECKPOINTS, CONFIG_FILE, write_best, write_config
+    from emerging.runs.folder import CHECKPOINTS, clear_run, refuse_existing_run
+    from emerging.runs.lock import RunLock
     from emerging.runs.resflow_import import import_public_resflow
     from emerging.runs.torch_files import read_torch_file
 
     check_output_folder(args.logdir, '--logdir')
-    for name in (CONFIG_FILE, BEST, CHECKPOINTS):
-        if os.path.exists(os.path.join(args.logdir, name)):
-            raise InputError(f'{os.path.join(args.logdir, name)} exists: --logdir must be a new folder (nothing is '
-                             f'overwritten)')
+    if not args.overwrite:
+        refuse_existing_run(args.logdir, resumable=False)
     saved = read_torch_file(args.checkpoint, objects=PICKLED_OBJECTS)
     if not isinstance(saved, dict) or not isinstance(saved.get('state_dict'), dict):
         raise InputError(f'{args.checkpoint} holds no "state_dict": not a checkpoint of train_img.py')
@@ -89,6 +87,30 @@ def run(args):
     except InputError as error:
         raise InputError(f'{args.checkpoint}: {error}') from None
     os.makedirs(args.logdir, exist_ok=True)
+    lock = RunLock(args.logdir).acquire()
+    try:
+        if args.overwrite:
+            clear_run(args.logdir)
+        else:
+            refuse_existing_run(args.logdir, resumable=False)  # again, now that no other run can start in it
+        best = write_folder(args, run_config, model, report)
+    finally:
+        lock.release()
+    print(f'imported {len(report["imported"])} tensors from {args.checkpoint} (left out {len(report["skipped"])}: '
+          f'the roulette parameters, logging statistics, the last sigmas, actnorm flags)')
+    print(f'wrote {args.logdir}: config.json, {os.path.relpath(best, args.logdir)} ({args.weights} weights), '
+          f'{CHECKPOINTS}/ckpt-0 (the model with the EMA as its Polyak average)')
+    return 0
+
+
+def write_folder(args, run_config, model, report):
+    """Write the imported run into --logdir: checkpoints/ckpt-0 (the trained weights with the EMA as their
+    Polyak average), best/ (the --weights), config.json; returns best's prefix."""
+    import tensorflow as tf
+
+    from emerging.averaging import PolyakAverage
+    from emerging.runs.checkpoints import commit
+    from emerging.runs.folder import CHECKPOINTS, write_best, write_config
     hparams = dict(run_config.hparams, imported_from=os.path.abspath(args.checkpoint), imported_weights=args.weights)
     polyak = PolyakAverage(model.trainable_variables, run_config.train.polyak_decay)
     if report['ema'] is not None:
@@ -98,8 +120,4 @@ def run(args):
         polyak.swap_polyak()
     best = write_best(tf.train.Checkpoint(model=model), args.logdir, 'ckpt-0')
     write_config(args.logdir, run_config.model, run_config.train, run_config.data, hparams)
-    print(f'imported {len(report["imported"])} tensors from {args.checkpoint} (left out {len(report["skipped"])}: '
-          f'the roulette parameters, logging statistics, the last sigmas, actnorm flags)')
-    print(f'wrote {args.logdir}: config.json, {os.path.relpath(best, args.logdir)} ({args.weights} weights), '
-          f'{CHECKPOINTS}/ckpt-0 (the model with the EMA as its Polyak average)')
-    return 0
+    return best

@@ -18,7 +18,9 @@ iterations and at the last first runs 200 power iterations, then scores --test_b
 EXACT log-det (the 2x2 Jacobian, as the public code does in eval mode); the best one's weights are checkpointed.
 Outputs in --save: `logs` (the arguments, then train_toy.py's `Iter` lines every --log_freq iterations and its
 `[TEST]` and `Ords` lines), figs/{itr:04d}.png (target density, learned density, samples) at iteration 1 and
-every --viz_freq, and the best checkpoint (`checkpt-<itr>`, named by the pointer file `checkpoint`).
+every --viz_freq, and the best checkpoint (`checkpt-<itr>`, named by the pointer file `checkpoint`).  A --save
+folder holding another run is refused unless --resume names a checkpoint in it (the run continues there, its
+logs appended) or --overwrite deletes that run first.
 The last two lines printed are `parameters: N; train steps/s: S` (steps after the first, which traces the graph)
 and `test nll: X +- SE nats (true: H +- SE)`: the final weights after 200 power iterations, with the exact log-det,
 on the 10,000 points `toy2d.sample(data, 10000, np.random.default_rng(seed + 1))` (toy_density.py's test set),
@@ -35,6 +37,7 @@ from emerging.cli.paths import check_output_folder
 from emerging.cli.train_resflow import str_to_bool
 from emerging.data import toy2d
 from emerging.errors import InputError
+from emerging.runs.folder import check_script_output, clear_run
 
 PROG = 'train_resflow_toy.py'
 N_TEST = 10000
@@ -112,6 +115,8 @@ def build_parser(prog=PROG):
       help='a checkpoint this script wrote (a prefix, or a --save folder: the one its pointer names): its '
            'weights, optimiser state, iteration and best loss; training continues to --niters (evaluate only '
            'when reached); the data draws restart from --seed')
+    a('--overwrite', action='store_true',
+      help='--save holds another run (logs, checkpoints, figs): delete it first')
     a('--no_progress', action='store_true', help='no progress bar')
     return p
 
@@ -139,6 +144,11 @@ def resume_prefix(path):
     if not os.path.exists(path + '.index'):
         raise InputError(f'--resume {path}: no checkpoint there (expected {path}.index, or a --save folder)')
     return path
+
+
+# what shows that --save holds a run, and what such a run wrote there
+RUN_SHOWN_BY = ('logs', 'checkpoint', 'checkpt-*.index')
+RUN_OUTPUTS = ('logs', 'checkpoint', 'checkpt-*', 'figs')
 
 
 def check(args):
@@ -191,7 +201,9 @@ def check(args):
         if any(w % 2 for w in widths):
             raise InputError(f'--act maxmin pairs its inputs: --dims {args.dims} needs even widths')
     check_output_folder(args.save, '--save')
-    return hidden, (resume_prefix(args.resume) if args.resume else None)
+    restore = resume_prefix(args.resume) if args.resume else None
+    check_script_output(args.save, '--save', RUN_SHOWN_BY, args.overwrite, restore or '')
+    return hidden, restore
 
 
 class RunningAverage:
@@ -269,6 +281,8 @@ def run(args, hidden, restore, prog=PROG):
             return 2
         checkpoint.restore(restore).expect_partial()
 
+    if args.overwrite:
+        clear_run(args.save, RUN_OUTPUTS)
     os.makedirs(os.path.join(args.save, 'figs'), exist_ok=True)
     log_file = open(os.path.join(args.save, 'logs'), 'a')
     progress = None

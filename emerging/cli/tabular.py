@@ -12,7 +12,9 @@ test see; after every epoch the validation NLL: a new best (by more than 1e-4) w
 --patience epochs without one restore the best and multiply the learning rate by --decay (not below --min_lr),
 then --cooldown epochs pass uncounted; training stops after --early_stopping epochs without a new best or after
 --epochs.  TensorBoard curves (loss/train, loss/validation, lr) go to {output_dir}.  The last line is
-`test nll: <X> +- <SE> nats (published BNAF: <Y>)` for the best weights' Polyak average.  --restore_file starts
+`test nll: <X> +- <SE> nats (published BNAF: <Y>)` for the best weights' Polyak average.  Training refuses an
+--output_dir holding another run's best checkpoint (unless it starts from that very one with --restore_file);
+--overwrite deletes it and the curves first.  --restore_file starts
 from a checkpoint this script wrote, or from a checkpoint.pt of the public BNAF code (density_estimation.py's,
 for the same --flows, --layers, --hidden_dim and --residual: its weights and its Polyak averages, which that code
 does not debias, so they are used as saved); --epochs 0 only evaluates it.
@@ -26,6 +28,7 @@ from emerging.choices import BNAF_RESIDUALS, VECTOR_FLOWS
 from emerging.cli.paths import check_output_folder
 from emerging.cli.public_bnaf import check_restore_file, is_torch_file, load_public_bnaf
 from emerging.data import tabular
+from emerging.runs.folder import check_script_output, clear_run
 
 PROG = 'tabular_density.py'
 
@@ -70,8 +73,15 @@ def build_parser(prog=PROG):
                    help='the public density_estimation.py\'s switch to save the best model: accepted; '
                         '{output_dir}/best is always written, as the plateau restores it')
     p.add_argument('--seed', type=int, default=0, help='seeds the initial weights and the order of the batches')
+    p.add_argument('--overwrite', action='store_true',
+                   help='--output_dir holds another run\'s best checkpoint: delete it and its curves first')
     p.add_argument('--no_progress', action='store_true', help='no progress bars')
     return p
+
+
+# what shows that --output_dir holds a run, and what such a run wrote there
+RUN_SHOWN_BY = ('best.index',)
+RUN_OUTPUTS = ('best.index', 'best.data-*', 'events.out.tfevents.*')
 
 
 def check(args):
@@ -92,6 +102,9 @@ def check(args):
     if not 0. <= args.polyak < 1.:
         raise ValueError(f'--polyak must be in [0, 1), got {args.polyak}')
     check_output_folder(args.output_dir, '--output_dir')
+    if args.epochs:  # --epochs 0 only evaluates: it writes no checkpoint
+        restore = args.restore_file if args.restore_file and not is_torch_file(args.restore_file) else ''
+        check_script_output(args.output_dir, '--output_dir', RUN_SHOWN_BY, args.overwrite, restore)
 
 
 def main(argv=None, prog=PROG):
@@ -145,6 +158,8 @@ def main(argv=None, prog=PROG):
     if args.restore_file and not public:
         checkpoint.read(args.restore_file).expect_partial()
     os.makedirs(args.output_dir, exist_ok=True)
+    if args.overwrite and args.epochs:
+        clear_run(args.output_dir, RUN_OUTPUTS)
     best_path = os.path.join(args.output_dir, 'best')
     writer = tf.summary.create_file_writer(args.output_dir)
 

@@ -20,6 +20,8 @@ quadrature).  --restore_file also takes a checkpoint.pt of the public BNAF toy2d
 The public toy2d.py's command lines run as printed (the third line above): --experiment density2d (a data set) or
 energy2d (an energy; toy2d.py's t1-t4 are u1-u4) without --train or --plot trains, and then, as toy2d.py does,
 writes {output_dir}/checkpoint only with --save and the figures only with --savefig.  --train writes both always.
+A run that writes the checkpoint refuses an --output_dir holding another's (unless it starts from that very
+checkpoint with --restore_file); --overwrite deletes that checkpoint and its step_<N>.png figures first.
 """
 import argparse
 import math
@@ -32,6 +34,7 @@ from emerging.cli import toy_plots
 from emerging.cli.paths import check_output_folder
 from emerging.cli.public_bnaf import check_restore_file, is_torch_file, load_public_bnaf
 from emerging.data import toy2d
+from emerging.runs.folder import check_script_output, clear_run
 
 PROG = 'toy_density.py'
 N_TEST = 10000
@@ -87,8 +90,15 @@ def build_parser(prog=PROG):
                         '{output_dir}/step_<N>.png (--train and --plot always do)')
     p.add_argument('--seed', type=int, default=0,
                    help='seeds the initial weights and a data set\'s training samples (its test samples: seed + 1)')
+    p.add_argument('--overwrite', action='store_true',
+                   help='--output_dir holds a checkpoint of another run: delete it and its figures first')
     p.add_argument('--no_progress', action='store_true', help='no progress bar')
     return p
+
+
+# what shows that --output_dir holds a run, and what such a run wrote there
+RUN_SHOWN_BY = ('checkpoint.index',)
+RUN_OUTPUTS = ('checkpoint.index', 'checkpoint.data-*', 'step_*.png')
 
 
 def check(args):
@@ -114,6 +124,14 @@ def check(args):
         raise ValueError('--plot needs --restore_file (a checkpoint prefix written by --train)')
     check_restore_file(args.restore_file, args.flow)
     check_output_folder(args.output_dir, '--output_dir')
+    if writes_checkpoint(args):
+        check_script_output(args.output_dir, '--output_dir', RUN_SHOWN_BY, args.overwrite, args.restore_file)
+
+
+def writes_checkpoint(args):
+    """Whether this invocation writes {output_dir}/checkpoint: --train, or toy2d.py's form with --save."""
+    public_form = args.experiment and not (args.train or args.plot)
+    return not args.plot and (args.save or not public_form)
 
 
 def main(argv=None, prog=PROG):
@@ -141,7 +159,7 @@ def main(argv=None, prog=PROG):
         print(f'--dataset {args.dataset_name}: the energy {args.dataset} (toy2d.py\'s name for it)')
     # toy2d.py's form writes what its switches ask for; this script's --train and --plot always write
     public_form = args.experiment and not (args.train or args.plot)
-    write_checkpoint = args.save or not public_form
+    write_checkpoint = writes_checkpoint(args)
     write_figures = args.savefig or not public_form
     energy_mode = args.dataset in toy2d.ENERGIES
     public = args.restore_file and is_torch_file(args.restore_file)
@@ -163,6 +181,8 @@ def main(argv=None, prog=PROG):
         checkpoint.restore(args.restore_file).expect_partial()
     if write_checkpoint or write_figures:
         os.makedirs(args.output_dir, exist_ok=True)
+    if args.overwrite and write_checkpoint:
+        clear_run(args.output_dir, RUN_OUTPUTS)
     rng = np.random.default_rng(args.seed)
     xp = tf.experimental.numpy
     log_z = toy2d.log_normaliser(args.dataset) if energy_mode else None

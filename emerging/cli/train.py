@@ -31,6 +31,13 @@ ORIGINAL_N_TRAIN = 50000  # the original's n_train for every problem but space (
 # the `emerging` subcommands' data flags -> this command line's flag
 RUN_DATA_FLAGS = {name: name for name in ('problem', 'data_dir', 'category', 'n_test', 'fmap', 'pmap', 'n_batch_train',
                                           'anchor_size')}
+# what --resume must keep: the flags that shape the variables (model, optimiser, loss scale) or the input streams
+# (data, batches, processes, seeds); the others (epochs, lr, schedules, printing) may change
+RESUME_FLAGS = {key: f'--{key}' for key in (
+    'problem', 'category', 'image_size', 'channels', 'n_levels', 'depth', 'width', 'flow_permutation',
+    'flow_coupling', 'decomposition', 'learnprior', 'ycond', 'n_bits_x', 'compute_dtype', 'optimizer', 'seed',
+    'dal', 'n_train', 'n_test', 'n_batch_train', 'anchor_size')}
+RESUME_FLAGS['n_processes'] = 'the number of processes'
 
 
 def build_parser(prog=PROG):
@@ -86,7 +93,10 @@ def build_parser(prog=PROG):
     a('--flow_permutation', type=int, default=2, help=described(FLOW_PERMUTATIONS))
     a('--flow_coupling', type=int, default=0, help=described(COUPLINGS))
     # beyond the original
-    a('--resume', action='store_true', help='continue from the latest checkpoint in {logdir}/checkpoints')
+    a('--resume', action='store_true',
+      help='continue the run in --logdir from its latest checkpoint (its flags must be the same)')
+    a('--overwrite', action='store_true',
+      help='--logdir holds a run: delete its checkpoints, logs, samples and config.json and start over')
     a('--save_every_minutes', type=float, default=0.,
       help='also checkpoint within an epoch this often (0: at the end of every epoch only)')
     a('--export_dir', type=str, default='', help='write a SavedModel here after training')
@@ -164,8 +174,8 @@ def run(argv=None, prog=PROG):
     """
     args = build_parser(prog).parse_args(argv)
     options = LaunchOptions(logdir=args.logdir, restore_path=args.restore_path, inference=args.inference,
-                            resume=args.resume, export_dir=args.export_dir, verbose=args.verbose,
-                            progress=not args.no_progress)
+                            resume=args.resume, overwrite=args.overwrite, export_dir=args.export_dir,
+                            verbose=args.verbose, progress=not args.no_progress, resume_flags=RESUME_FLAGS)
     data_dir = os.path.join(args.data_dir, args.category) if args.category else args.data_dir
     return launch(lambda rank, size: derive(args, rank, size), options, prog, data_dir)
 

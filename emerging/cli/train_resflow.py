@@ -59,6 +59,11 @@ PUBLIC_OPTIMIZERS = ('adam', 'adamax', 'rmsprop', 'sgd')
 ACTIVATIONS = tuple(a for a in PUBLIC_ACTIVATIONS if a in LIPSCHITZ_ACTIVATIONS)
 RESFLOW_OPTIMIZERS = tuple(o for o in PUBLIC_OPTIMIZERS if o in OPTIMIZERS)
 EMA_DECAY, ADAM_BETA2, MAX_GRAD_NORM = 0.999, 0.99, 1.
+# what --resume must keep (flag destinations): the flags that shape the variables or the input streams
+RESUME_KEYS = ('data', 'imagesize', 'nbits', 'coeff', 'n_lipschitz_iters', 'n_power_series', 'factor_out', 'n_dist',
+               'n_samples', 'n_exact_terms', 'neumann_grad', 'act', 'idim', 'nblocks', 'squeeze_first', 'actnorm',
+               'kernels', 'fc_end', 'fc_idim', 'preact', 'first_resblock', 'optimizer', 'batchsize', 'update_freq',
+               'val_batchsize', 'seed')
 
 
 def str_to_bool(value):
@@ -164,6 +169,8 @@ def build_parser(prog=PROG):
     a('--resume', type=str, default=None,
       help='the --save folder: continue that run exactly; another checkpoint (prefix, or run folder: its latest): '
            'start from its weights and optimiser state')
+    a('--overwrite', action='store_true',
+      help='--save holds a run: delete its checkpoints, logs, samples and config.json and start over')
     a('--begin-epoch', type=int, default=0, help='the first epoch: only 0 here (--resume continues the epochs)')
     a('--nworkers', type=int, default=4, help='parallel input-pipeline calls')
     a('--print-freq', type=int, default=20, help='print every N-th training step')
@@ -297,6 +304,12 @@ def derive(args, rank=0, size=1):
     return RunConfig(model=model, train=train, data=data, hparams=hparams)
 
 
+def resume_flags():
+    """{hyperparameter key: the flag as typed} of what a resumed run must keep (`RESUME_KEYS`, and the number of
+    processes)."""
+    return {**{key: '--' + key.replace('_', '-') for key in RESUME_KEYS}, 'n_processes': 'the number of processes'}
+
+
 def resume_mode(args):
     """(resume exactly, restore_path): --resume naming the --save folder continues it exactly;
     any other checkpoint (prefix, or run folder: its latest) is restored into a new run."""
@@ -331,8 +344,9 @@ def run(argv=None, prog=PROG):
     except (ValueError, FileNotFoundError) as error:
         print(f'{prog}: error: --resume: {error}', file=sys.stderr)
         return 2, None
-    options = LaunchOptions(logdir=args.save, restore_path=restore_path, resume=resume,
-                            verbose=args.print_freq, progress=not args.no_progress, logdir_flag='--save')
+    options = LaunchOptions(logdir=args.save, restore_path=restore_path, resume=resume, overwrite=args.overwrite,
+                            verbose=args.print_freq, progress=not args.no_progress, logdir_flag='--save',
+                            resume_flags=resume_flags())
     return launch(lambda rank, size: derive(args, rank, size), options, prog, args.dataroot)
 
 

@@ -6,6 +6,10 @@
 * load.py       `load_run`: a run's model with its best, latest or Polyak-averaged weights
 * export.py     `export_savedmodel`: a SavedModel that loads without this project
 * tf1_import.py `import_tf1_checkpoint`: the original TF1 code's checkpoints into a `Glow` model
+* tf_checkpoint_index.py  a TensorFlow checkpoint's index parsed and checked before TensorFlow reads it
+* lock.py       `RunLock`: one process at a time in a run folder
+* torch_files.py, resflow_import.py  PyTorch checkpoint files read without PyTorch; the public Residual Flows
+                code's checkpoints into `ResFlow`
 * pretrained/   run folders shipped with the package (`--pretrained digits`)
 
 Never imports the training code.  The names below are imported on first use.

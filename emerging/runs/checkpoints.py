@@ -16,12 +16,16 @@ that was cut off are never named, and the next commit deletes them.
 `verify(prefix)` refuses a checkpoint whose files are missing, truncated or
 damaged, naming the file: by its manifest, and, for checkpoints of earlier
 versions without one, by TensorFlow's own reading of its index.
+`DiskFull` is what a write that ran out of space raises (`writing`), naming
+the file; a commit cut off by it leaves the previous checkpoint the latest.
 `check_matches(prefix, checkpoint, ...)` refuses a checkpoint whose
 variables (names and shapes) are not those of the objects that will read it,
 listing every difference.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import glob
 import hashlib
 import json
@@ -37,6 +41,56 @@ MANIFEST = '.manifest.json'
 INDEX, DATA = '.index', '.data-00000-of-00001'
 # what follows a checkpoint's name in its files' names (TensorFlow's own temporary folder included)
 _SUFFIX = re.compile(r'(\.index|\.data-\d{5}-of-\d{5}|\.manifest\.json|\.tmp.*|_temp)$')
+# longest pointer file and manifest read: a few hundred bytes when written, so this only stops a runaway read
+MAX_SMALL_FILE = 2 ** 20
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+NO_SPACE_MESSAGES = ('No space left on device', 'Disk quota exceeded')
+
+
+class DiskFull(Exception):
+    """A write ran out of space on its device (or its quota).
+
+    Args:
+      path: the file being written.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        super().__init__(f'no space left on device writing {path}')
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether an exception says the device (or the quota) is full: an OSError with ENOSPC / EDQUOT, or a
+    TensorFlow error (ResourceExhaustedError, ...) whose message says so.
+
+    Args:
+      error: the exception.
+
+    Returns:
+      True when it is a full disk.
+    """
+    if isinstance(error, DiskFull):
+        return True
+    if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS:
+        return True
+    return any(text in str(error) for text in NO_SPACE_MESSAGES)
+
+
+@contextlib.contextmanager
+def writing(path: str):
+    """Inside the block, a write that finds the disk full raises `DiskFull(path)`.
+
+    Args:
+      path: the file (or checkpoint prefix) the block writes.
+    """
+    try:
+        yield
+    except DiskFull:
+        raise
+    except Exception as error:  # OSError from Python, several TensorFlow errors from its writers
+        if is_disk_full(error):
+            raise DiskFull(path) from error
+        raise
 
 
 def atomic_write(path: str, text: str) -> None:
@@ -47,11 +101,23 @@ def atomic_write(path: str, text: str) -> None:
       text: its content.
     """
     tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with writing(path):
+        try:
+            with open(tmp, 'w') as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            _remove_quietly(tmp)
+            raise
+        os.replace(tmp, path)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass  # nothing was written, or the folder is gone
 
 
 def _digest(path: str) -> str:
@@ -93,17 +159,30 @@ def committed(folder: str) -> list:
     path = os.path.join(folder, POINTER)
     if not os.path.exists(path):
         return []
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as error:
-        raise InputError(f'cannot read {path}: {error.strerror}') from None
+    text = _read_small_text(path, 'a checkpoint pointer')
     names = re.findall(r'^all_model_checkpoint_paths:\s*"(.*)"\s*$', text, re.M)
     latest = re.findall(r'^model_checkpoint_path:\s*"(.*)"\s*$', text, re.M)
     if not latest:
         raise InputError(f'{path} names no checkpoint (model_checkpoint_path is missing): not a checkpoint pointer')
     names = [os.path.basename(name) for name in names if os.path.basename(name) != os.path.basename(latest[0])]
     return names + [os.path.basename(latest[0])]
+
+
+def _read_small_text(path: str, what: str) -> str:
+    """The UTF-8 text of a small file this module writes, or an InputError naming it."""
+    if os.path.isdir(path):
+        raise InputError(f'{path} is a folder, not {what}')
+    try:
+        with open(path, 'rb') as f:
+            raw = f.read(MAX_SMALL_FILE + 1)
+    except OSError as error:
+        raise InputError(f'cannot read {path}: {error.strerror}') from None
+    if len(raw) > MAX_SMALL_FILE:
+        raise InputError(f'{path} is longer than {MAX_SMALL_FILE} bytes: not {what}')
+    try:
+        return raw.decode('utf-8')
+    except UnicodeDecodeError as error:
+        raise InputError(f'{path} is not UTF-8 text ({error.reason} at byte {error.start}): not {what}') from None
 
 
 def latest(folder: str) -> Optional[str]:
@@ -138,10 +217,9 @@ def commit(checkpoint, folder: str, name: str, keep: int = 2,
     if name in before:
         raise ValueError(f'{os.path.join(folder, name)} is committed already: a commit needs a new name')
     prefix = os.path.join(folder, name)
-    checkpoint.write(prefix)
-    manifest = {os.path.basename(path): {'bytes': os.path.getsize(path), 'sha256': _digest(path)}
-                for path in _checkpoint_files(prefix)}
-    atomic_write(prefix + MANIFEST, json.dumps(manifest, indent=1))
+    with writing(prefix):
+        checkpoint.write(prefix)
+    write_manifest(prefix)
     kept = (before + [name])[-keep:]
     atomic_write(os.path.join(folder, POINTER),
                  f'model_checkpoint_path: "{name}"\n'
@@ -158,6 +236,34 @@ def commit(checkpoint, folder: str, name: str, keep: int = 2,
     return prefix
 
 
+def write_manifest(prefix: str) -> None:
+    """Write {prefix}.manifest.json: the size and SHA-256 of each file of the checkpoint at `prefix`.
+
+    Args:
+      prefix: a checkpoint prefix just written.
+    """
+    manifest = {os.path.basename(path): {'bytes': os.path.getsize(path), 'sha256': _digest(path)}
+                for path in _checkpoint_files(prefix)}
+    atomic_write(prefix + MANIFEST, json.dumps(manifest, indent=1))
+
+
+def _read_manifest(prefix: str) -> dict:
+    """{file name: (bytes, sha256)} of a checkpoint's manifest, each a file of that checkpoint."""
+    path = prefix + MANIFEST
+    try:
+        manifest = json.loads(_read_small_text(path, "a checkpoint's manifest"))
+        records = {name: (int(entry['bytes']), str(entry['sha256'])) for name, entry in manifest.items()}
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as error:
+        raise InputError(f'{path} is damaged: {type(error).__name__}: {str(error)[:200]}') from None
+    stem = os.path.basename(prefix)
+    for name in records:  # a name elsewhere (a path, another checkpoint's file) is never opened
+        if os.path.basename(name) != name or checkpoint_stem(name) != stem:
+            raise InputError(f'{path} is damaged: it lists {name[:100]!r}, not a file of checkpoint {stem}')
+    if os.path.basename(prefix + INDEX) not in records:
+        raise InputError(f'{path} is damaged: it does not list {stem + INDEX}')
+    return records
+
+
 def verify(prefix: str) -> None:
     """Refuse a checkpoint whose files are missing, truncated or damaged.
 
@@ -171,17 +277,13 @@ def verify(prefix: str) -> None:
         raise InputError(f'no checkpoint at {prefix}: {prefix + INDEX} does not exist')
     manifest_path = prefix + MANIFEST
     if os.path.exists(manifest_path):
-        try:
-            with open(manifest_path) as f:
-                manifest = json.load(f)
-            records = {name: (int(entry['bytes']), str(entry['sha256'])) for name, entry in manifest.items()}
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
-            raise InputError(f'{manifest_path} is damaged: {type(error).__name__}: {error}') from None
+        records = _read_manifest(prefix)
         folder = os.path.dirname(prefix)
         for name, (size, digest) in records.items():
             path = os.path.join(folder, name)
-            if not os.path.exists(path):
-                raise InputError(f'checkpoint {prefix} is incomplete: {path} is missing')
+            if not os.path.isfile(path):
+                raise InputError(f'checkpoint {prefix} is incomplete: {path} is '
+                                 f'{"not a file" if os.path.exists(path) else "missing"}')
             if os.path.getsize(path) != size:
                 raise InputError(f'{path} is truncated or damaged: {os.path.getsize(path)} bytes, '
                                  f'{size} when it was written')
@@ -192,8 +294,9 @@ def verify(prefix: str) -> None:
     import tensorflow as tf
     try:  # without a manifest, reading every tensor makes TensorFlow check each one's CRC32C
         reader = tf.train.load_checkpoint(prefix)
-        for key in reader.get_variable_to_shape_map():
-            reader.get_tensor(key)
+        for key, dtype in reader.get_variable_to_dtype_map().items():
+            if dtype != tf.variant:  # an iterator's state reads only into its iterator (restoring checks it)
+                reader.get_tensor(key)
     except Exception as error:  # TensorFlow raises several kinds; all mean "cannot be read"
         message = str(error).splitlines()[0] if str(error) else ''
         raise InputError(f'cannot read checkpoint {prefix}: {type(error).__name__}: {message}') from None

@@ -12,7 +12,11 @@ Only the chief process (rank 0) records anything; a `Recorder` built with
   in the original code.  Lines are
   appended and fsynced one at a time.  When a run resumes from epoch e, the
   lines of epochs after e are dropped first (the file is rewritten through a
-  temporary file), so a log never holds an epoch twice.
+  temporary file), so a log never holds an epoch twice; a log that is not a
+  file or whose first line is not the hyperparameters' JSON object is
+  refused then (InputError naming it) rather than started again; a missing
+  one too, unless the run resumes within its first epoch (nothing logged yet:
+  an imported run).
 * epoch_{e}_sample_{k}.png: one grid of samples for each of the eight
   temperatures 0, .25, .5, .6, .7, .8, .9, 1 (k = 0..7); sample i has label
   (i mod columns) mod n_y, one class per column, as the original; 10x10
@@ -38,6 +42,8 @@ import tensorflow as tf
 from PIL import Image
 
 from emerging.choices import TEMPERATURES
+from emerging.runs.checkpoints import writing
+from emerging.runs.folder import read_hparams_line
 from emerging.training.steps import STATS
 
 
@@ -57,32 +63,41 @@ class ResultLogger:
 
     def __init__(self, path, hparams, resume_epoch=None):
         self.path = path
-        if resume_epoch is not None and os.path.exists(path):
-            with open(path) as f:
+        if resume_epoch is not None and (resume_epoch > 0 or os.path.exists(path)):
+            read_hparams_line(path)  # a log that is gone or garbled is refused, not started again
+            with open(path, errors='replace') as f:
                 lines = f.read().splitlines()
             kept = lines[:1] + [line for line in lines[1:] if _epoch_of(line) <= resume_epoch]
-            tmp = path + '.tmp'
-            with open(tmp, 'w') as f:
-                f.write(''.join(line + '\n' for line in kept))
-            os.replace(tmp, path)
+            self._rewrite(''.join(line + '\n' for line in kept))
         else:
-            with open(path, 'w') as f:
-                f.write(json.dumps(hparams) + '\n')
+            self._rewrite(json.dumps(hparams) + '\n')
+
+    def _rewrite(self, text):
+        tmp = self.path + '.tmp'
+        with writing(self.path):
+            with open(tmp, 'w') as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
 
     def log(self, **kwargs):
-        with open(self.path, 'a') as f:
+        """Append one line (a JSON object of `kwargs`), flushed to disk."""
+        with writing(self.path), open(self.path, 'a') as f:
             f.write(json.dumps(kwargs) + '\n')
             f.flush()
             os.fsync(f.fileno())
 
 
 def _epoch_of(line):
-    """The epoch of a log line; infinite for a line that is not a whole JSON object (cut off by a kill)."""
+    """The epoch of a log line; infinite for a line that is not a whole JSON object with an integer epoch (cut
+    off by a kill, or garbled)."""
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return math.inf
-    return record.get('epoch', math.inf) if isinstance(record, dict) else math.inf
+    epoch = record.get('epoch') if isinstance(record, dict) else None
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else math.inf
 
 
 # Mid grey: it stands out against black backgrounds (digits) and white ones alike, where black or white
@@ -106,8 +121,9 @@ def save_png(array, path):
     """Write a uint8 image (one channel saved as grey) through a temporary file."""
     array = array[..., 0] if array.shape[-1] == 1 else array
     tmp = path + '.tmp.png'
-    Image.fromarray(array).save(tmp)
-    os.replace(tmp, path)
+    with writing(path):
+        Image.fromarray(array).save(tmp)
+        os.replace(tmp, path)
 
 
 class Recorder:

@@ -12,16 +12,18 @@ and `loss_scale` when float16 networks use one.  Files in `logdir`:
   point, the last two kept) of `ckpt-{epoch}` after every epoch and
   `ckpt-{epoch}-step{step}` when a run stops or saves within an epoch;
 * checkpoints/input-rank{r}-{epoch}[-step{step}]: every process's own input
-  iterators (`train`, `test`) and random generator (`rng`) at that checkpoint.  Every process writes its
-  own, all wait for each other, and only then does the chief commit the
-  checkpoint: a committed checkpoint always has every input position beside
-  it;
+  iterators (`train`, `test`) and random generator (`rng`) at that checkpoint,
+  with a manifest (sizes and SHA-256, as checkpoints have).  Every process
+  writes its own, all wait for each other, and only then does the chief commit
+  the checkpoint: a committed checkpoint always has every input position
+  beside it;
 * best/: the checkpoint of the best full validation so far, the only one
   kept there (`ckpt-{epoch}`).
 
 `resume()` checks the latest checkpoint against the model, reads it and
-this process's input position beside it (the input stream restarts, with a
-note, when that file is missing: runs of versions that did not write it).
+this process's input position beside it, checked first (`read_input_position`;
+the input stream restarts, with a note, when no file of it is there: runs of
+versions that did not write it).
 Restored weights are broadcast from rank 0 to every process.
 """
 import contextlib
@@ -32,8 +34,18 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from emerging.runs.checkpoints import check_matches, checkpoint_stem, commit, committed, latest
-from emerging.runs.folder import CHECKPOINTS, resolve_checkpoint, write_best
+from emerging.errors import InputError
+from emerging.runs.checkpoints import (
+    check_matches,
+    checkpoint_stem,
+    commit,
+    committed,
+    latest,
+    verify,
+    write_manifest,
+    writing,
+)
+from emerging.runs.folder import CHECKPOINTS, check_resumable, resolve_checkpoint, write_best
 
 
 class CheckpointState:
@@ -120,16 +132,19 @@ class CheckpointState:
         """Continue from the latest checkpoint in logdir/checkpoints.
 
         Returns:
-          Its name ('ckpt-3', 'ckpt-3-step12'), or None when there is none.
+          Its name ('ckpt-3', 'ckpt-3-step12'), or None when the folder holds no run yet.
+
+        Raises:
+          InputError: naming the file, when the folder holds a run but no checkpoint to continue it from.
         """
         prefix = latest(self.folder)
         if prefix is None:
-            return None
+            return check_resumable(self.logdir)  # None for a new folder; a run's missing pointer is refused
         self.restore(prefix)
         name = os.path.basename(prefix)
         path = self.input_state_path(name)
-        if os.path.exists(path + '.index'):
-            self.inputs.read(path).assert_existing_objects_matched()  # earlier versions saved no generator
+        if glob.glob(glob.escape(path) + '.*'):
+            read_input_position(self.inputs, path)
         elif self.dist.is_chief:
             print(f'resume: no saved input position beside {name}; the data stream restarts', flush=True)
         return name
@@ -145,7 +160,7 @@ class CheckpointState:
     # ---- writing ----------------------------------------------------------------------
     def input_state_path(self, name):
         """This process's input-position file beside the checkpoint `name` ('ckpt-3' -> input-rank{r}-3)."""
-        return os.path.join(self.folder, f'input-rank{self.dist.rank}-{name.split("-", 1)[1]}')
+        return input_position_path(self.folder, self.dist.rank, name)
 
     def save(self):
         """Commit the current state as checkpoints/ckpt-{epoch}[-step{step}], every process's input position
@@ -161,7 +176,9 @@ class CheckpointState:
         if name in committed(self.folder) and os.path.exists(self.input_state_path(name) + '.index'):
             return prefix  # nothing happened since that save
         os.makedirs(self.folder, exist_ok=True)
-        self.inputs.write(self.input_state_path(name))
+        with writing(self.input_state_path(name)):
+            self.inputs.write(self.input_state_path(name))
+        write_manifest(self.input_state_path(name))
         self.dist.barrier('inputs_written')
         if self.dist.is_chief:
             commit(self.checkpoint, self.folder, name, keep=2)
@@ -185,3 +202,57 @@ class CheckpointState:
             return True
         return False
 
+
+
+def input_position_path(folder, rank, name):
+    """The input-position file of process `rank` beside the checkpoint `name` of a checkpoint folder.
+
+    Args:
+      folder: the checkpoint folder (a run's checkpoints/).
+      rank: the process.
+      name: the checkpoint's name ('ckpt-3', 'ckpt-3-step12').
+
+    Returns:
+      Its prefix ({folder}/input-rank{rank}-3, ...-3-step12).
+    """
+    return os.path.join(folder, f'input-rank{rank}-{name.split("-", 1)[-1]}')
+
+
+def check_input_position(logdir, rank):
+    """Refuse, before a resumed run writes anything, a damaged input position of process `rank` beside the
+    run's latest checkpoint (none there: the stream restarts, see `CheckpointState.resume`).
+
+    Args:
+      logdir: the run folder.
+      rank: the process.
+
+    Raises:
+      InputError: naming the file when it is incomplete, truncated or damaged.
+    """
+    folder = os.path.join(logdir, CHECKPOINTS)
+    prefix = latest(folder)
+    if prefix is not None:
+        path = input_position_path(folder, rank, os.path.basename(prefix))
+        if glob.glob(glob.escape(path) + '.*'):
+            verify(path)
+
+
+def read_input_position(inputs, path):
+    """Put input iterators and a random generator back where an input-position file says, checked first.
+
+    Args:
+      inputs: a `tf.train.Checkpoint` of the iterators and the generator (what `CheckpointState.save` wrote).
+      path: the input-position file's prefix (checkpoints/input-rank{r}-{name}).
+
+    Raises:
+      InputError: naming the file when it is incomplete, truncated or damaged (its manifest, or TensorFlow's
+        checksums for files of earlier versions), or holds positions of other iterators (another batch size or
+        data set).
+    """
+    verify(path)
+    try:
+        inputs.read(path).assert_existing_objects_matched()  # earlier versions saved no generator
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError) as error:
+        message = str(error).splitlines()[0][:300] if str(error) else ''
+        raise InputError(f'input position {path} does not fit this run\'s input streams '
+                         f'({type(error).__name__}: {message})') from None

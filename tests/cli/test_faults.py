@@ -116,7 +116,7 @@ def damaged(request, trained_digits_run, tmp_path):
 @pytest.mark.parametrize('damaged', list(RUN_FAULTS), indirect=True)
 def test_bad_run_files_are_named_by_every_command_that_reads_them(damaged, tmp_path, capsys):
     run, weights, named = damaged
-    for command in (['evaluate', '--logdir', run, '--weights', weights, '--n_test', '10'],
+    for command in (['evaluate', '--logdir', run, '--weights', weights, '--n_test', '50'],
                     ['export', '--logdir', run, '--weights', weights, '--export_dir', str(tmp_path / 'sm')]):
         code, err = emerging_command(capsys, *command)
         assert code == 2 and named in err and 'Traceback' not in err, (command, err)
@@ -138,10 +138,11 @@ def test_a_glow_run_is_refused_by_the_residual_flows_command_line(trained_digits
     config = open(os.path.join(run, 'config.json')).read()
     resflow = ['--data', 'digits', '--nblocks', '1-1', '--idim', '8', '--fc-idim', '4', '--batchsize', '64',
                '--nepochs', '1', '--no-progress']
-    for save in (str(tmp_path / 'new'), run):  # fine-tune from it, or continue it
+    for save, message in ((str(tmp_path / 'new'), 'does not fit the resflow model'),  # fine-tune from it
+                          (run, f'--resume: {run} holds a glow run, not a resflow one')):  # continue it
         code, _ = train_resflow_cli.run([*resflow, '--resume', run, '--save', save])
         err = capsys.readouterr().err
-        assert code == 2 and 'does not fit the resflow model' in err and 'Traceback' not in err, err
+        assert code == 2 and message in err and 'Traceback' not in err, err
     assert open(os.path.join(run, 'config.json')).read() == config  # not overwritten
 
 

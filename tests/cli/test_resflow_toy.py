@@ -1,7 +1,7 @@
 """scripts/train_resflow_toy.py, the public train_toy.py's command line: every public flag with its default, the
 published command line, every data set; tiny runs (iresnet, realnvp) write the reference's log lines, the figures,
-the best checkpoint and the two final lines, and resume from the checkpoint; bad flags are errors naming the flag
-before TensorFlow loads."""
+the best checkpoint and the two final lines, and resume from the checkpoint; bad flags, and a --save folder holding
+another run, are errors naming the flag before TensorFlow loads (--overwrite starts over)."""
 import os
 import re
 
@@ -167,3 +167,34 @@ def test_tiny_realnvp_run(tmp_path):
 def test_a_loss_that_is_not_finite_exits_with_3(tmp_path):
     result = run(*TINY, '--lr', '1e30', '--niters', '20', '--save', str(tmp_path), check=False)
     assert result.returncode == 3 and 'the loss is not finite' in result.stderr, result.stdout + result.stderr
+
+
+def make_run(folder):
+    """What a run of this script leaves in --save: logs, figs/, the best checkpoint and its pointer."""
+    os.makedirs(folder / 'figs')
+    (folder / 'logs').write_text('Namespace()\n')
+    (folder / 'figs' / '0001.png').write_bytes(b'png')
+    (folder / 'checkpt-30.index').write_bytes(b'index')
+    (folder / 'checkpoint').write_text('model_checkpoint_path: "checkpt-30"\n')
+
+
+def test_a_save_folder_holding_another_run_is_refused_before_tensorflow_loads(tmp_path):
+    make_run(tmp_path)
+    stderr, tensorflow_imported = script_error_imports('train_resflow_toy.py', ['--save', str(tmp_path)])
+    assert f'--save {tmp_path} holds a run (checkpoint, checkpt-30.index, logs)' in stderr and '--overwrite' in stderr
+    assert not tensorflow_imported
+    check(build_parser().parse_args(['--data', '8gaussians', '--save', str(tmp_path), '--overwrite']))
+    with pytest.raises(ValueError, match='which --overwrite would delete first'):
+        check(build_parser().parse_args(['--data', '8gaussians', '--save', str(tmp_path), '--resume', str(tmp_path),
+                                         '--overwrite']))
+    check(build_parser().parse_args(['--data', '8gaussians', '--save', str(tmp_path), '--resume', str(tmp_path)]))
+
+
+@pytest.mark.slow
+def test_overwrite_deletes_the_earlier_run_only(tmp_path):
+    make_run(tmp_path)
+    (tmp_path / 'notes.md').write_text('mine')
+    run(*TINY, '--niters', '0', '--save', str(tmp_path), '--overwrite')
+    with open(tmp_path / 'logs') as f:
+        assert f.readline().startswith('Namespace(') and 'checkpt-30.index' not in os.listdir(tmp_path)
+    assert (tmp_path / 'notes.md').read_text() == 'mine' and os.listdir(tmp_path / 'figs') != ['0001.png']

@@ -1,5 +1,6 @@
 """scripts/tabular_density.py end to end on small files in the benchmark layouts: training, the plateau's
-restore of the best weights, early stopping, the test line, bad input, the public BNAF README's command line."""
+restore of the best weights, early stopping, the test line, bad input, the public BNAF README's command line, an
+output folder holding another run refused (--overwrite starts over)."""
 import glob
 import os
 import re
@@ -164,3 +165,17 @@ def test_the_public_readme_line_without_the_data_names_the_missing_file(tmp_path
     result = tabular_in(tmp_path, *PUBLIC_README_LINE)
     assert result.returncode == 2 and result.stdout == ''
     assert os.path.join('data', 'miniboone', 'data.npy') in result.stderr and '1161203' in result.stderr
+
+
+def test_an_output_folder_holding_another_runs_best_checkpoint_is_refused(data_dir, tmp_path):
+    flags = ['--dataset', 'power', '--data_dir', data_dir, '--flows', '1', '--output_dir', str(tmp_path)]
+    tabular(*flags, '--epochs', '1')
+    again = tabular(*flags, '--epochs', '1', check=False)
+    assert again.returncode == 2 and f'--output_dir {tmp_path} holds a run (best.index)' in again.stderr
+    assert '--overwrite' in again.stderr
+    tabular(*flags, '--epochs', '1', '--restore_file', str(tmp_path / 'best'))  # continues from its own best
+    (tmp_path / 'notes.md').write_text('mine')
+    before = sorted(glob.glob(str(tmp_path / 'events.out.tfevents.*')))
+    tabular(*flags, '--epochs', '1', '--overwrite')
+    assert (tmp_path / 'notes.md').read_text() == 'mine'
+    assert not set(before) & set(glob.glob(str(tmp_path / 'events.out.tfevents.*')))

@@ -1,5 +1,5 @@
 """scripts/toy_density.py end to end on tiny settings: every flow, data and energy, plots, restore, bad input, the
-public BNAF README's command lines."""
+public BNAF README's command lines, an output folder holding another run refused (--overwrite starts over)."""
 import os
 import re
 import subprocess
@@ -172,3 +172,24 @@ def test_the_public_form_writes_only_what_its_switches_ask_for(tmp_path):
 def test_an_experiment_that_does_not_fit_the_dataset_is_refused_before_tensorflow_loads(args, message):
     stderr, tensorflow_imported = script_error_imports('toy_density.py', args)
     assert f'toy_density.py: error: {message}' in stderr and not tensorflow_imported
+
+
+def test_a_folder_holding_another_runs_checkpoint_is_refused_and_overwrite_starts_over(tmp_path):
+    first = toy('--train', '--dataset', 'moons', '--flow', 'maf', '--n_steps', '10', '--log_interval', '5',
+                '--output_dir', str(tmp_path), '--no_progress')
+    assert os.path.exists(tmp_path / 'step_5.png'), first.stdout
+    again = toy('--train', '--dataset', 'moons', '--flow', 'maf', '--n_steps', '10', '--output_dir', str(tmp_path),
+                check=False)
+    assert again.returncode == 2 and f'--output_dir {tmp_path} holds a run (checkpoint.index)' in again.stderr
+    assert '--overwrite' in again.stderr
+    # continuing from its own checkpoint there is allowed; --overwrite of the folder it is read from is not
+    toy('--train', '--dataset', 'moons', '--flow', 'maf', '--n_steps', '10', '--log_interval', '10',
+        '--restore_file', str(tmp_path / 'checkpoint'), '--output_dir', str(tmp_path), '--no_progress')
+    both = toy('--train', '--dataset', 'moons', '--flow', 'maf', '--restore_file', str(tmp_path / 'checkpoint'),
+               '--overwrite', '--output_dir', str(tmp_path), check=False)
+    assert both.returncode == 2 and 'which --overwrite would delete first' in both.stderr
+    (tmp_path / 'notes.md').write_text('mine')
+    toy('--train', '--dataset', 'moons', '--flow', 'maf', '--n_steps', '8', '--log_interval', '8', '--overwrite',
+        '--output_dir', str(tmp_path), '--no_progress')
+    assert sorted(os.listdir(tmp_path)) == ['checkpoint.data-00000-of-00001', 'checkpoint.index', 'notes.md',
+                                            'step_8.png']

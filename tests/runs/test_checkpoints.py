@@ -1,5 +1,6 @@
-"""Checkpoint folders with one commit point (a kill before it leaves the old checkpoints, and its leftovers go
-with the next commit), and checkpoints refused by name when missing, truncated, damaged or of another model."""
+"""Checkpoint folders with one commit point (a kill or a full disk before it leaves the old checkpoints, and its
+leftovers go with the next commit), and checkpoints refused by name when missing, truncated, damaged (a manifest
+naming files outside its checkpoint too) or of another model."""
 import json
 import os
 
@@ -8,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from emerging.errors import InputError
-from emerging.runs.checkpoints import MANIFEST, check_matches, commit, committed, latest, verify
+from emerging.runs.checkpoints import MANIFEST, DiskFull, check_matches, commit, committed, latest, verify
 
 
 def weights(seed=0, shape=(50, 20)):
@@ -101,6 +102,44 @@ def test_an_index_of_another_checkpoint_beside_this_data_is_refused(tmp_path):
     os.replace(other + '.index', mine + '.index')
     with pytest.raises(InputError, match=mine + '.index'):
         verify(mine)
+
+
+@pytest.mark.parametrize('listed', ['/dev/zero', '../elsewhere.index', 'ckpt-9.index'])
+def test_a_manifest_naming_a_file_outside_its_checkpoint_is_refused_unopened(tmp_path, listed):
+    prefix = commit(weights(1), str(tmp_path), 'ckpt-1')
+    entry = {'bytes': 0, 'sha256': ''}
+    (tmp_path / ('ckpt-1' + MANIFEST)).write_text(json.dumps({'ckpt-1.index': entry, listed: entry}))
+    with pytest.raises(InputError, match='not a file of checkpoint ckpt-1'):
+        verify(prefix)
+
+
+@pytest.mark.parametrize('error', [
+    OSError(28, 'No space left on device'),
+    tf.errors.ResourceExhaustedError(None, None, 'x.tempstate1; No space left on device')])
+def test_a_full_disk_during_a_commit_names_the_checkpoint_and_keeps_the_last_one(tmp_path, monkeypatch, error):
+    folder = str(tmp_path)
+    commit(weights(1), folder, 'ckpt-1')
+    checkpoint = weights(2)
+
+    def full(prefix, options=None):
+        raise error
+
+    monkeypatch.setattr(checkpoint, 'write', full)
+    with pytest.raises(DiskFull, match=f'no space left on device writing {tmp_path / "ckpt-2"}'):
+        commit(checkpoint, folder, 'ckpt-2')
+    assert committed(folder) == ['ckpt-1']
+    verify(latest(folder))
+
+
+def test_out_of_memory_is_not_a_full_disk(tmp_path, monkeypatch):
+    checkpoint = weights(2)
+
+    def out_of_memory(prefix, options=None):
+        raise tf.errors.ResourceExhaustedError(None, None, 'OOM when allocating tensor')
+
+    monkeypatch.setattr(checkpoint, 'write', out_of_memory)
+    with pytest.raises(tf.errors.ResourceExhaustedError):
+        commit(checkpoint, str(tmp_path), 'ckpt-2')
 
 
 def test_check_matches_lists_every_difference(tmp_path):

@@ -1,11 +1,17 @@
-"""Recorder: the JSON-lines logs, the status line, TensorBoard and sample PNGs (no model needed)."""
+"""Recorder: the JSON-lines logs (a resumed log that is gone or garbled refused by name), the status line,
+TensorBoard and sample PNGs, a full disk named with the file (no model needed)."""
+import errno
 import json
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
+from PIL import Image
 
 from emerging.choices import TEMPERATURES
+from emerging.errors import InputError
+from emerging.runs.checkpoints import DiskFull
 from emerging.training.recorder import SEPARATOR, Recorder, image_grid
 from emerging.training.steps import STATS
 
@@ -63,6 +69,56 @@ def test_a_new_run_starts_fresh_logs(tmp_path):
     again = Recorder(str(tmp_path), {'problem': 'other'})
     again.open_logs()
     assert lines(tmp_path / 'train.txt') == [{'problem': 'other'}]
+
+
+BAD_LOGS = {
+    'garbled': (lambda path: open(path, 'w').write('{"problem": "dig\n'), "train.txt's first line is not valid JSON"),
+    'a folder': (lambda path: (os.remove(path), os.mkdir(path)), 'train.txt is a folder'),
+    'missing': (os.remove, 'No such file'),
+    'a list': (lambda path: open(path, 'w').write('[1]\n{"epoch": 1}\n'), 'holds a JSON list'),
+}
+
+
+@pytest.mark.parametrize('damage', list(BAD_LOGS))
+def test_a_resumed_log_that_is_gone_or_garbled_is_refused_by_name_and_kept(tmp_path, damage):
+    recorder = Recorder(str(tmp_path), HPARAMS)
+    recorder.open_logs()
+    log_epochs(recorder, [1, 2])
+    path = str(tmp_path / 'train.txt')
+    change, message = BAD_LOGS[damage]
+    change(path)
+    before = open(path, 'rb').read() if os.path.isfile(path) else None
+    with pytest.raises(InputError, match=message) as raised:
+        Recorder(str(tmp_path), HPARAMS).open_logs(resume_epoch=2)
+    assert 'train.txt' in str(raised.value)
+    assert (open(path, 'rb').read() if os.path.isfile(path) else None) == before
+
+
+def test_a_run_resumed_within_its_first_epoch_may_start_its_logs(tmp_path):
+    Recorder(str(tmp_path), HPARAMS).open_logs(resume_epoch=0)  # an imported run: no log yet
+    assert lines(tmp_path / 'train.txt') == [HPARAMS]
+
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, 'No space left on device')
+
+
+def test_a_full_disk_names_the_log_and_leaves_whole_lines(tmp_path, monkeypatch):
+    recorder = Recorder(str(tmp_path), HPARAMS)
+    recorder.open_logs()
+    log_epochs(recorder, [1])
+    monkeypatch.setattr(os, 'fsync', no_space)
+    with pytest.raises(DiskFull) as raised:
+        log_epochs(recorder, [2])
+    assert raised.value.path == str(tmp_path / 'train.txt')
+
+
+def test_a_full_disk_names_the_sample_grid(tmp_path, monkeypatch):
+    recorder = Recorder(str(tmp_path), HPARAMS)
+    monkeypatch.setattr(Image.Image, 'save', no_space)
+    with pytest.raises(DiskFull) as raised:
+        recorder.sample_grids(5, lambda y, t: np.zeros([len(y), 8, 8, 3], np.uint8), image_size=8, n_y=10)
+    assert raised.value.path == str(tmp_path / 'epoch_5_sample_0.png')
 
 
 def test_a_non_chief_writes_and_prints_nothing(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """CheckpointState on a two-weight stand-in model: epoch checkpoints with their input positions,
-the best checkpoint, restore errors, resume, and the Polyak swap."""
+the best checkpoint, restore errors, resume (a damaged input position refused by name), a full disk, and the
+Polyak swap."""
 import os
 
 import numpy as np
@@ -7,9 +8,10 @@ import pytest
 import tensorflow as tf
 
 from emerging.errors import InputError
+from emerging.runs.checkpoints import DiskFull, committed
 from emerging.runs.folder import best_checkpoint
 from emerging.training.optim import Optimizer
-from emerging.training.state import CheckpointState
+from emerging.training.state import CheckpointState, read_input_position
 from tests.helpers import StubDistributed
 
 
@@ -56,7 +58,7 @@ def test_a_non_chief_saves_only_its_input_position(tmp_path):
     state, it = make_state(tmp_path, rank=1)
     train(state, it, [1])
     assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['input-rank1-1.data-00000-of-00001',
-                                                            'input-rank1-1.index']
+                                                            'input-rank1-1.index', 'input-rank1-1.manifest.json']
 
 
 def test_resume_restores_weights_counters_and_the_data_position(tmp_path):
@@ -73,6 +75,16 @@ def test_resume_restores_weights_counters_and_the_data_position(tmp_path):
     assert [next(fresh_iter).numpy() for _ in range(3)] == expected == [6, 7, 8]
 
 
+def test_resume_refuses_a_run_without_a_checkpoint_pointer(tmp_path):
+    state, it = make_state(tmp_path)
+    train(state, it, [1])
+    (tmp_path / 'train.txt').write_text('{}\n{"epoch": 1}\n')
+    os.remove(tmp_path / 'checkpoints' / 'checkpoint')
+    fresh, _ = make_state(tmp_path, seed=1)
+    with pytest.raises(InputError, match='checkpoints/checkpoint, which names its latest checkpoint, is missing'):
+        fresh.resume()
+
+
 def test_resume_without_an_input_position_says_so(tmp_path, capsys):
     state, it = make_state(tmp_path)
     train(state, it, [1])
@@ -83,6 +95,44 @@ def test_resume_without_an_input_position_says_so(tmp_path, capsys):
     assert fresh.resume() == 'ckpt-1'
     assert 'no saved input position beside ckpt-1' in capsys.readouterr().out
     assert next(fresh_iter).numpy() == 0
+
+
+@pytest.mark.parametrize('damage, message', [
+    (lambda path: open(path + '.data-00000-of-00001', 'r+b').truncate(3), 'is truncated or damaged'),
+    (lambda path: os.remove(path + '.index'), 'does not exist'),
+    (lambda path: open(path + '.manifest.json', 'w').write('{"x": '), 'manifest.json is damaged'),
+])
+def test_resume_refuses_a_damaged_input_position_by_name(tmp_path, damage, message):
+    state, it = make_state(tmp_path)
+    train(state, it, [1])
+    path = state.input_state_path('ckpt-1')
+    damage(path)
+    fresh, _ = make_state(tmp_path, seed=1)
+    with pytest.raises(InputError, match=message) as raised:
+        fresh.resume()
+    assert 'input-rank0-1' in str(raised.value)
+
+
+def test_an_input_position_of_other_streams_is_refused_by_name(tmp_path):
+    state, it = make_state(tmp_path)
+    train(state, it, [1])
+    other = tf.train.Checkpoint(train=iter(tf.data.Dataset.range(1000).batch(4)))
+    with pytest.raises(InputError, match="input position .*input-rank0-1 does not fit"):
+        read_input_position(other, state.input_state_path('ckpt-1'))
+
+
+def test_a_full_disk_while_writing_the_input_position_names_it_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    state, it = make_state(tmp_path)
+    train(state, it, [1])
+
+    def full(path, options=None):
+        raise tf.errors.ResourceExhaustedError(None, None, f'{path}.tempstate123; No space left on device')
+
+    monkeypatch.setattr(state.inputs, 'write', full)
+    with pytest.raises(DiskFull) as raised:
+        train(state, it, [2])
+    assert raised.value.path == state.input_state_path('ckpt-2')
+    assert committed(str(tmp_path / 'checkpoints')) == ['ckpt-1']
 
 
 def test_best_checkpoint_only_on_improvement_and_committed_at_one_point(tmp_path, monkeypatch):
