@@ -8,10 +8,12 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 LOGDIR=${LOGDIR:-demo_logs}
 export TF_CPP_MIN_LOG_LEVEL=2
+# a second demo starts over in the same folder, unless it is asked to --resume the first
+case " $* " in *" --resume "*) FRESH=() ;; *) FRESH=(--overwrite) ;; esac
 .venv/bin/python train.py --problem digits --image_size 8 --anchor_size 8 --n_batch_train 64 \
   --n_levels 2 --depth 8 --width 128 --flow_permutation 3 --flow_coupling 1 --learnprior \
   --epochs 41 --epochs_warmup 2 --epochs_full_valid 10 --epochs_full_sample 10 \
-  --logdir "$LOGDIR" "$@"
+  --logdir "$LOGDIR" "${FRESH[@]}" "$@"
 OUT="$LOGDIR/after_training"
 mkdir -p "$OUT"
 .venv/bin/emerging evaluate --logdir "$LOGDIR" --n_dequant 4

@@ -76,6 +76,8 @@ EMERGING = (sys.executable, '-m', 'emerging')
 N_DEQUANT = 4
 TAIL_LINES = 15
 CELL_PIXELS = 100
+# what a comparison writes into --out: a second run into the same folder is refused without --overwrite
+OUTPUTS = ('compare_toy.md', 'compare_toy.png', 'compare_digits.md', 'toy', 'digits')
 
 TRAIN_LINE = re.compile(r'^parameters: ([\d,]+); train steps/s: (\S+)\s*$', re.M)
 NLL_LINE = re.compile(r'^test nll: (\S+) \+- (\S+) nats \(true: (\S+) \+- (\S+)\)\s*$', re.M)
@@ -221,6 +223,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     a('--part', choices=PARTS, default='all', help='the toy densities, the digits, or both (default)')
     a('--out', default='compare_families',
       help='the output folder: compare_toy.md, compare_toy.png, compare_digits.md, the runs, logs/')
+    a('--overwrite', action='store_true',
+      help='--out holds an earlier comparison: train its runs again over it (each run with --overwrite)')
     a('--seed', type=int, default=0, help='every run\'s --seed')
     g = p.add_argument_group('toy part')
     g.add_argument('--datasets', default='',
@@ -285,6 +289,10 @@ def check(args: argparse.Namespace) -> tuple[list, list]:
     _widths(args.resflow_dims, '--resflow_dims')
     _widths(args.digits_nblocks, '--digits_nblocks')
     check_output_folder(args.out, '--out')
+    earlier = [name for name in OUTPUTS if os.path.exists(os.path.join(args.out, name))]
+    if earlier and not args.overwrite:
+        raise InputError(f'--out {args.out} holds an earlier comparison ({", ".join(earlier)}): add --overwrite to '
+                         f'train its runs again over it, or choose another folder; nothing was changed')
     return datasets, families
 
 
@@ -405,11 +413,12 @@ def toy_command(family: str, dataset: str, args: argparse.Namespace, folder: str
     if family == 'resflow':
         command = [*EMERGING, 'resflow-toy', '--data', dataset, '--niters', n,
                    '--batch_size', batch, '--nblocks', str(args.resflow_nblocks), '--dims', args.resflow_dims,
-                   '--viz_freq', n, '--val_freq', n, '--save', folder, '--seed', seed, '--no_progress']
+                   '--viz_freq', n, '--val_freq', n, '--save', folder, '--seed', seed, '--no_progress',
+                   *overwrite(args)]
         return command, os.path.join(folder, 'figs', f'{args.steps:04d}.png')
     command = [*EMERGING, 'toy', '--train', '--dataset', dataset, '--flow', family,
                '--n_steps', n, '--batch_size', batch, '--log_interval', n, '--output_dir', folder, '--seed', seed,
-               '--no_progress']
+               '--no_progress', *overwrite(args)]
     return command, os.path.join(folder, f'step_{args.steps}.png')
 
 
@@ -622,12 +631,17 @@ def digits_command(model: str, args: argparse.Namespace, folder: str) -> list:
     if permutation is None:
         return [*EMERGING, 'train-resflow', '--data', 'digits', '--nblocks', args.digits_nblocks,
                 '--idim', str(args.digits_idim), '--nepochs', str(epochs), '--warmup-iters', '48',
-                '--valid-freq', str(epochs), '--save', folder, '--seed', seed, '--no-progress']
+                '--valid-freq', str(epochs), '--save', folder, '--seed', seed, '--no-progress', *overwrite(args)]
     return [*EMERGING, 'train', '--problem', 'digits', '--image_size', '8', '--anchor_size', '8',
             '--n_batch_train', '64', '--n_levels', '2', '--depth', str(args.digits_depth), '--width',
             str(args.digits_width), '--flow_permutation', str(permutation), '--flow_coupling', '1', '--learnprior',
             '--epochs', str(epochs + 1), '--epochs_warmup', '2', '--epochs_full_valid', str(epochs),
-            '--logdir', folder, '--seed', seed, '--no_progress']
+            '--logdir', folder, '--seed', seed, '--no_progress', *overwrite(args)]
+
+
+def overwrite(args: argparse.Namespace) -> list:
+    """['--overwrite'] when compare_families.py was given it (every program names the flag so), else []."""
+    return ['--overwrite'] if args.overwrite else []
 
 
 def evaluate_command(folder: str) -> list:

@@ -17,6 +17,7 @@ import os
 
 from emerging.cli.paths import check_output_folder
 from emerging.errors import InputError
+from emerging.pickles import describe
 
 # the classes a train_img.py checkpoint names: its EMA helper holds the whole model
 PICKLED_OBJECTS = ('resflows.', 'torch.nn.')
@@ -55,12 +56,29 @@ def public_run_config(public_args, path):
         raise InputError(f'{path} was trained with --logit-transform {public_args.logit_transform}: this port '
                          f'always starts with the logit transform')
     flags = vars(train_resflow.build_parser().parse_args([]))
-    flags.update({k: v for k, v in vars(public_args).items() if k in flags})
+    saved = {k: v for k, v in vars(public_args).items() if k in flags}
+    for name, value in saved.items():
+        if not _of_the_flags_type(value, flags[name]):
+            raise InputError(f'{path}: its saved flag --{name.replace("_", "-")} is {describe(value)}, not of type '
+                             f'{type(flags[name]).__name__} as train_img.py saves it')
+    flags.update(saved)
     flags.update(save='', resume=None)
     try:
         return train_resflow.derive(argparse.Namespace(**flags))
-    except ValueError as error:
+    except (ValueError, TypeError, AttributeError) as error:  # a saved value of the right type may still not fit
         raise InputError(f'{path}: {error}') from None
+
+
+def _of_the_flags_type(value, default) -> bool:
+    """Whether a saved flag's value has the type of the flag's default (an int where a float is meant; any
+    value where the default is None)."""
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
 
 
 def run(args):

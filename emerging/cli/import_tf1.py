@@ -33,6 +33,7 @@ def run(args):
     from emerging.runs.folder import refuse_existing_run
     from emerging.runs.lock import RunLock
     from emerging.runs.tf1_import import import_tf1_checkpoint
+    from emerging.runs.tf_checkpoint_index import check_tf1_checkpoint
 
     check_output_folder(args.logdir, '--logdir')
     if args.resume:
@@ -41,6 +42,7 @@ def run(args):
         refuse_existing_run(args.logdir, resumable=False)
     flags = {k: v for k, v in vars(args).items() if k not in ('tf1_checkpoint', 'run', 'command')}
     run_config = derive(type(args)(**flags))
+    check_tf1_checkpoint(args.tf1_checkpoint)  # its files, before a model is built
     model = Glow(run_config.model)
     report = import_tf1_checkpoint(model, args.tf1_checkpoint)
     os.makedirs(args.logdir, exist_ok=True)

@@ -21,6 +21,7 @@ from emerging.data.problems import (
     PROBLEMS,
     TRAIN_SIZE,
     DataConfig,
+    check_n_test,
     default_n_test,
 )
 from emerging.models.config import GlowConfig
@@ -136,6 +137,7 @@ def derive(args, rank=0, size=1):
                         ('--n_batch_init', args.n_batch_init), ('--n_test', n_test), ('--epochs', args.epochs)):
         if value < 1:
             raise ValueError(f'{flag} must be positive, got {value}')
+    check_n_test(args.problem, n_test)
     model = GlowConfig(
         image_shape=(image_size, image_size, channels), n_levels=args.n_levels, depth=args.depth, width=args.width,
         flow_permutation=args.flow_permutation, flow_coupling=args.flow_coupling, decomposition=args.decomposition,

@@ -80,6 +80,15 @@ def test_an_out_that_cannot_be_written_is_refused(capsys, tmp_path):
     assert code == 2 and '--out' in err and 'expected a folder' in err
 
 
+def test_an_earlier_comparison_is_refused_without_overwrite(capsys, tmp_path):
+    (tmp_path / 'out' / 'toy').mkdir(parents=True)
+    code, err = run_main(capsys, '--part', 'toy', '--out', str(tmp_path / 'out'))
+    assert code == 2 and 'holds an earlier comparison (toy): add --overwrite' in err and '[1/' not in err
+    args = cf.build_parser().parse_args(['--overwrite'])
+    assert cf.digits_command('glow', args, '/tmp/run')[-1] == cf.digits_command('resflow', args, '/tmp/run')[-1] \
+        == cf.toy_command('maf', 'moons', args, '/tmp/run')[0][-1] == '--overwrite'
+
+
 def test_a_bad_choice_is_argparses_error_naming_the_flag(capsys):
     with pytest.raises(SystemExit) as exit:
         cf.main(['--part', 'images'])
@@ -145,6 +154,10 @@ def test_toy_commands_parse_with_the_toy_scripts():
     parsed = resflow_toy.build_parser().parse_args(command[4:])
     assert (parsed.data, parsed.niters, parsed.batch_size, parsed.nblocks, parsed.dims, parsed.viz_freq,
             parsed.val_freq, parsed.seed, parsed.save) == ('rings', 30, 40, 10, '32-32', 30, 30, 3, '/tmp/run')
+    overwrite = cf.build_parser().parse_args(['--overwrite'])
+    for family, program in (('maf', toy), ('resflow', resflow_toy)):
+        line = cf.toy_command(family, 'rings', overwrite, '/tmp/run')[0]
+        assert program.build_parser().parse_args(line[4:]).overwrite
 
 
 def test_digits_commands_parse_with_the_trainers():
@@ -165,6 +178,9 @@ def test_digits_commands_parse_with_the_trainers():
     assert line[1:3] == ['-m', 'emerging']
     parsed = command.build_parser().parse_args(line[3:])
     assert (parsed.logdir, parsed.n_dequant, parsed.weights) == ('/tmp/run', 4, 'latest')
+    overwrite = cf.build_parser().parse_args(['--overwrite'])
+    assert train.build_parser().parse_args(cf.digits_command('glow', overwrite, '/tmp/run')[4:]).overwrite
+    assert train_resflow.build_parser().parse_args(cf.digits_command('resflow', overwrite, '/tmp/run')[4:]).overwrite
 
 
 # ---- tables and picture ---------------------------------------------------------------------------------------

@@ -120,6 +120,15 @@ def test_what_does_not_fit_is_named_and_nothing_is_written(capsys, tmp_path):
         with pytest.raises(InputError, match=named):
             public_run_config(args, 'checkpoint')
         setattr(args, flag, {'fc_actnorm': False, 'task': 'density', 'logit_transform': True}[flag])
+    for flag, value, named in (('nblocks', 5, r'--nblocks is 5, not of type str'),
+                               ('idim', 'x', r"--idim is 'x', not of type int"),
+                               ('coeff', [1], r'--coeff is \[1\], not of type float')):
+        saved_value = getattr(args, flag)
+        setattr(args, flag, value)
+        with pytest.raises(InputError, match=named):
+            public_run_config(args, 'checkpoint')
+        setattr(args, flag, saved_value)
+    public_run_config(args, 'checkpoint')
     code, _, err = command(capsys, 'import-resflow', '--checkpoint', os.path.join(FOLDER, 'bnaf_d6_gated.pt'),
                            '--logdir', str(tmp_path / 'run'))
     assert code == 2 and 'holds no "state_dict"' in err and not os.path.exists(tmp_path / 'run')
