@@ -34,7 +34,7 @@ ALLOWED = {
 # modules that must import without TensorFlow (the command lines parse and check their flags before it loads)
 TENSORFLOW_FREE = [
     'emerging', 'emerging.choices', 'emerging.errors', 'emerging.exports', 'emerging.data', 'emerging.data.problems',
-    'emerging.data.toy2d', 'emerging.data.tabular', 'emerging.models', 'emerging.models.config',
+    'emerging.data.toy2d', 'emerging.data.tabular', 'emerging.data.npy', 'emerging.models', 'emerging.models.config',
     'emerging.models.registry', 'emerging.training', 'emerging.training.config', 'emerging.runs',
     'emerging.runs.folder', 'emerging.runs.load', 'emerging.cli', 'emerging.cli.command', 'emerging.cli.common',
     'emerging.cli.train', 'emerging.cli.train_resflow', 'emerging.cli.launch', 'emerging.cli.toy',

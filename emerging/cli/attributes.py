@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from emerging.cli.write_tfrecords import read_npy
+from emerging.data.npy import read_npy
 from emerging.errors import InputError
 
 CLASS_NAMES = {'cifar10': ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')}

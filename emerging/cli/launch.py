@@ -83,8 +83,8 @@ def launch(derive: Callable, options: LaunchOptions, prog: str, data_dir: str = 
     chief = dist.is_chief
     run, lock = None, None
 
-    def fail(message, code=2):
-        if chief:
+    def fail(message, code=2, every_process=False):
+        if chief or every_process:
             print(f'{prog}: error: {message}', file=sys.stderr, flush=True)
         return code, None
 
@@ -173,7 +173,8 @@ def launch(derive: Callable, options: LaunchOptions, prog: str, data_dir: str = 
         except Exception as error:  # a full disk may surface from any writer: Python's, TensorFlow's, PIL's
             if not is_disk_full(error):
                 raise
-            return fail(disk_full_message(error, options.logdir))[0], trainer
+            # any process may find its disk full (its input position): each says so, then mpiexec ends the others
+            return fail(disk_full_message(error, options.logdir), every_process=True)[0], trainer
         if options.export_dir and chief:
             export_savedmodel(model, options.export_dir)
             print(f'SavedModel written to {options.export_dir}', flush=True)

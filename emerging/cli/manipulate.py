@@ -42,7 +42,7 @@ import numpy as np
 
 from emerging.cli import common
 from emerging.cli.attributes import attribute_source
-from emerging.cli.write_tfrecords import read_npy
+from emerging.data.npy import read_npy
 from emerging.errors import InputError
 from emerging.runs.folder import PRETRAINED
 

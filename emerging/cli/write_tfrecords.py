@@ -25,13 +25,13 @@ import glob
 import math
 import os
 import sys
-import tokenize
 import warnings
 
 import numpy as np
 from PIL import Image
 
 from emerging.cli.paths import check_output_folder
+from emerging.data.npy import read_npy
 from emerging.errors import InputError
 
 PROG = 'write_tfrecords.py'
@@ -256,50 +256,6 @@ def read_labels(path, count):
         raise InputError(f'--labels {path} must hold class indices 0 .. {MAX_LABEL}, got {labels.min()} .. '
                          f'{labels.max()}')
     return labels.reshape(-1).astype(np.int64)
-
-
-def read_npy(path, what):
-    """A .npy file's array, its header checked against the file's size before the data is read.
-
-    The command-line tools read arrays through this (`--images`, `--labels`, `--attribute_file`): a header
-    declaring more data than the file holds allocates nothing, and an object array (a pickle) is never loaded.
-
-    Args:
-      path: the file.
-      what: names the file in messages ('--labels y.npy').
-
-    Returns:
-      The array (numbers or booleans, any shape).
-
-    Raises:
-      InputError: naming `what`: missing or unreadable, not a .npy file of format 1.0 or 2.0, not an array of
-        numbers or booleans (objects, strings, records), a negative dimension, or a size other than the header
-        declares.
-    """
-    from numpy.lib import format as npy
-    try:
-        with open(path, 'rb') as f:
-            version = npy.read_magic(f)
-            if version not in ((1, 0), (2, 0)):
-                raise InputError(f'{what}: .npy format version {version[0]}.{version[1]}, not 1.0 or 2.0')
-            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-            shape, fortran, dtype = read_header(f)
-            if dtype.kind not in 'biufc' or dtype.subdtype is not None or min(shape, default=0) < 0:
-                raise InputError(f'{what}: an array of {dtype} of shape {list(shape)}, not numbers')
-            count = math.prod(shape)
-            left = os.fstat(f.fileno()).st_size - f.tell()
-            if count * dtype.itemsize != left:
-                raise InputError(f'{what}: its header declares {count:,} values of {dtype.itemsize} bytes, the file '
-                                 f'holds {left:,} bytes after it')
-            data = f.read(left)
-    except InputError:
-        raise
-    except (OSError, EOFError) as error:
-        raise InputError(f'{what}: cannot be read ({type(error).__name__}: {error})') from None
-    except (ValueError, TypeError, KeyError, SyntaxError, OverflowError, RecursionError, tokenize.TokenError) as error:
-        # what numpy's header parser raises (it tokenizes and evaluates the header's text)
-        raise InputError(f'{what}: not a .npy array ({type(error).__name__}: {str(error)[:200]})') from None
-    return np.frombuffer(data, dtype, count).reshape(shape, order='F' if fortran else 'C')
 
 
 if __name__ == '__main__':

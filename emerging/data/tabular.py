@@ -44,6 +44,7 @@ import tokenize
 import numpy as np
 
 from emerging import pickles
+from emerging.data.npy import read_npy
 from emerging.errors import InputError
 
 FILES = {
@@ -105,34 +106,11 @@ def _rows(path, data, least=MIN_ROWS):
     return data
 
 
-def _npy(path):
-    """A .npy file's array, its header checked against the file's size before anything is allocated."""
-    from numpy.lib import format as npy
-    try:
-        with open(path, 'rb') as f:
-            version = npy.read_magic(f)
-            if version not in ((1, 0), (2, 0)):
-                raise TabularDataError(f'{path}: .npy format version {version}, not 1.0 or 2.0')
-            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-            shape, fortran, dtype = read_header(f)
-            if dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None \
-                    or any(n < 0 for n in shape):
-                raise TabularDataError(f'{path}: an array {dtype} of shape {list(shape)}, not numbers')
-            count = int(np.prod(shape, dtype=object))
-            left = os.fstat(f.fileno()).st_size - f.tell()
-            if count * dtype.itemsize != left:
-                raise TabularDataError(f'{path}: its header declares {count} values of {dtype.itemsize} bytes, the '
-                                       f'file holds {left} bytes after it')
-            raw = f.read(left)
-    except TabularDataError:
-        raise
-    except PARSE_ERRORS as error:
-        raise TabularDataError(f'{path}: not a .npy array file ({type(error).__name__}: {str(error)[:200]})') from None
-    return np.frombuffer(raw, dtype, count).reshape(shape, order='F' if fortran else 'C')
-
-
 def _matrix(path, columns=None):
-    data = _npy(path)
+    try:
+        data = read_npy(path, path, NUMERIC_KINDS)
+    except InputError as error:
+        raise TabularDataError(str(error)) from None
     if data.ndim != 2 or (columns is not None and data.shape[1] != columns):
         expected = f'[N, {columns}]' if columns is not None else '[N, d]'
         raise TabularDataError(f'{path}: expected an array {expected}, got shape {list(data.shape)}')

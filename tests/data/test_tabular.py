@@ -152,12 +152,13 @@ def npy_header(shape, dtype='<f8'):
 
 
 @pytest.mark.parametrize('data, match', [
-    (npy_header((10 ** 12, 8)) + b'\0' * 64, r'its header declares 8000000000000 values of 8 bytes, the file holds 64'),
-    (npy_header((300, 8)) + b'\0' * 64, 'its header declares 2400 values'),
-    (npy_header((3, 8), '|O'), r'not a \.npy array file|not numbers'),
+    (npy_header((10 ** 12, 8)) + b'\0' * 64,
+     r'its header declares 8,000,000,000,000 values of 8 bytes, the file holds 64'),
+    (npy_header((300, 8)) + b'\0' * 64, 'its header declares 2,400 values'),
+    (npy_header((3, 8), '|O'), 'not numbers'),
     (npy_header((3, 8), '<U4') + b'\0' * 384, 'not numbers'),
-    (b'garbage' * 20, r'not a \.npy array file'),
-    (b'', r'not a \.npy array file'),
+    (b'garbage' * 20, r'not a \.npy array \(ValueError: the magic string is not correct'),
+    (b'', r'not a \.npy array \(ValueError: EOF'),
     (npy_header((5, 8)) + b'\0' * 320, 'power/data.npy: 5 rows of 8 columns; at least 10 rows'),
 ], ids=['huge', 'short', 'objects', 'text', 'garbage', 'empty', 'few rows'])
 def test_a_npy_file_that_is_not_a_matrix_of_numbers_is_named_before_memory_is_taken(tmp_path, data, match):
