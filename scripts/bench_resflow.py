@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from bench_train import peak_tensor_mib, timed_rounds  # noqa: E402
+from bench_train import MEMORY_CHILD_ENV, peak_tensor_mib, timed_rounds  # noqa: E402
 
 from emerging.data.images import Data  # noqa: E402
 from emerging.models.config import GlowConfig, ResFlowConfig  # noqa: E402
@@ -96,7 +96,8 @@ def memory_table(args, terms):
         for n in terms:
             out = subprocess.run([sys.executable, os.path.abspath(__file__), '--batch', str(args.batch), '--idim',
                                   str(args.idim), '--nblocks', args.nblocks, '--steps', str(args.steps),
-                                  '--memory_child', f'{mode}:{n}'], capture_output=True, text=True, check=True)
+                                  '--memory_child', f'{mode}:{n}'], env=MEMORY_CHILD_ENV, capture_output=True,
+                                 text=True, check=True)
             results[mode, n] = json.loads(out.stdout.strip().splitlines()[-1])
     print('\ntrain step memory (fresh process each; peak tensor memory above the weights, TensorFlow\'s allocator '
           'statistics), n power-series terms:')

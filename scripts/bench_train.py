@@ -168,12 +168,17 @@ def peak_tensor_mib(fn):
     return (tf.config.experimental.get_memory_info(device)['peak'] - before) / 2 ** 20
 
 
+# TensorFlow keeps statistics of CPU memory only in its BFC allocator, its default only where oneDNN is on
+# (Intel CPUs): the memory children ask for it so that the tables can be measured on any CPU.
+MEMORY_CHILD_ENV = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC='true')
+
+
 def memory_table(args):
     results = {}
     for checkpointing in (0, 1):
         out = subprocess.run([sys.executable, os.path.abspath(__file__), '--batch', str(args.batch),
                               '--width', str(args.width), '--memory_child_checkpointing', str(checkpointing)],
-                             capture_output=True, text=True, check=True)
+                             env=MEMORY_CHILD_ENV, capture_output=True, text=True, check=True)
         results[checkpointing] = json.loads(out.stdout.strip().splitlines()[-1])
     print('\ngradient checkpointing, K=32 train step (fresh process each; peak tensor memory of one step above '
           'the weights, from TensorFlow\'s allocator statistics):')

@@ -145,8 +145,8 @@ def read_image(path, image_shape):
     image = open_image(path, path)  # the header only: a decompression bomb is refused here
     height, width, channels = image_shape
     if image.size != (width, height):  # checked before decoding: the model's size bounds what is decoded
-        raise InputError(f'{path} is {image.width}x{image.height}, but the model takes {height}x{width}x{channels} '
-                         f'images')
+        raise InputError(f'{path} is {image.height}x{image.width}x{len(image.getbands())}, but the model takes '
+                         f'{height}x{width}x{channels} images')
     if image.mode not in ('1', 'L', 'LA', 'P', 'PA', 'RGB', 'RGBA') or sixteen_bit(image):
         raise InputError(f'{path}: a {"16-bit " if sixteen_bit(image) else ""}{image.mode} image; the model takes '
                          f'8-bit images')

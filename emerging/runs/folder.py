@@ -239,8 +239,9 @@ def check_resumable(logdir: str, flag: str = '--logdir') -> Optional[str]:
       flag: the flag that named it, for the message.
 
     Returns:
-      The latest checkpoint's prefix (verified), or None when the folder holds no run (new or empty: the run
-      starts afresh).
+      The latest checkpoint's prefix (verified), or None when the folder holds no run (new or empty) or a run
+      stopped before it saved anything (config.json and the logs' hyperparameter lines only): the run starts
+      afresh.
 
     Raises:
       InputError: naming the file, when the folder holds a run that cannot be continued exactly: its pointer
@@ -251,6 +252,8 @@ def check_resumable(logdir: str, flag: str = '--logdir') -> Optional[str]:
         return None
     pointer = os.path.join(logdir, CHECKPOINTS, POINTER)
     fix = 'fix or restore it, or start over with --overwrite (which deletes this run)'
+    if not os.path.lexists(pointer) and not _saved_anything(logdir):
+        return None  # stopped before its first checkpoint and first epoch: nothing to lose, it starts afresh
     if not os.path.isfile(pointer):
         raise InputError(f'--resume: {flag} {logdir} holds a run but {pointer}, which names its latest checkpoint, '
                          f'{"is not a file" if os.path.exists(pointer) else "is missing"}: nothing to continue '
@@ -266,6 +269,26 @@ def check_resumable(logdir: str, flag: str = '--logdir') -> Optional[str]:
             raise InputError(f'--resume: {path} is missing: the run\'s log cannot be continued; {fix}')
         read_hparams_line(path)
     return prefix
+
+
+def _saved_anything(logdir: str) -> bool:
+    """Whether a run wrote a checkpoint (a TensorFlow index file, whole once written), a best checkpoint, or
+    a log line after the hyperparameter line."""
+    if glob.glob(os.path.join(glob.escape(logdir), CHECKPOINTS, '*.index')) or \
+            run_files(logdir, (BEST, LEGACY_BEST + '.*')):
+        return True
+    for name in LOGS:
+        path = os.path.join(logdir, name)
+        try:
+            with open(path, 'rb') as f:
+                f.readline(MAX_JSON_BYTES + 1)
+                if f.read(1):
+                    return True
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return True  # not a readable file: check_resumable names it
+    return False
 
 
 def check_same_run(logdir: str, model, hparams: dict, flags: dict) -> None:

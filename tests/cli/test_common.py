@@ -31,7 +31,7 @@ def test_a_sixteen_bit_image_is_refused_not_wrapped_around(tmp_path):
 
 def test_an_image_of_another_size_or_channel_count_is_named(tmp_path):
     Image.fromarray(np.zeros([6, 5, 3], np.uint8)).save(tmp_path / 'big.png')
-    with pytest.raises(InputError, match=r'big\.png is 5x6, but the model takes 4x4x3 images'):
+    with pytest.raises(InputError, match=r'big\.png is 6x5x3, but the model takes 4x4x3 images'):
         read_image(str(tmp_path / 'big.png'), (4, 4, 3))
     Image.fromarray(np.zeros([4, 4], np.uint8)).save(tmp_path / 'grey.png')
     with pytest.raises(InputError, match=r'grey\.png is 4x4x1, but the model takes 4x4x3 images'):

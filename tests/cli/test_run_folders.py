@@ -105,6 +105,19 @@ def test_resume_of_a_run_it_cannot_continue_names_the_file_and_changes_nothing(t
     assert snapshot(run) == before
 
 
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it_afresh(tmp_path, capsys):
+    """What a kill before the first checkpoint leaves (config.json, TensorBoard, the logs' hyperparameter lines):
+    --resume trains from the first epoch, as into a new folder."""
+    run = fake_run(tmp_path / 'run')
+    shutil.rmtree(os.path.join(run, 'checkpoints'))
+    for log in ('train.txt', 'test.txt'):
+        (tmp_path / 'run' / log).write_text('{"problem": "digits"}\n')
+    os.makedirs(os.path.join(run, 'tensorboard'))
+    code, err = train_py(capsys, *RUN_FLAGS, '--epochs', '2', '--resume', '--logdir', run)
+    assert code == 0, err
+    assert [line['epoch'] for line in read_log(os.path.join(run, 'train.txt'))[1]] == [1]
+
+
 def test_a_locked_folder_is_refused_naming_the_holder(tmp_path, capsys):
     run = str(tmp_path / 'run')
     os.makedirs(run)

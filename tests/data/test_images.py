@@ -127,7 +127,8 @@ def test_corrupt_record_stops_cleanly(tmp_path):
     [path] = write_shards(images(64, 8), np.zeros(64), str(data_dir), 'train')
     write_shards(images(16, 8), np.zeros(16), str(data_dir), 'validation')
     raw = bytearray(open(path, 'rb').read())
-    raw[len(raw) // 2] ^= 0xFF  # a record past the first one
+    record_length = len(raw) // 64  # records of one length
+    raw[32 * record_length + 20] ^= 0xFF  # record 32's data: its framing is whole, so it is found when read
     open(path, 'wb').write(bytes(raw))
     result = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), '--problem', 'celeba', '--data_dir',
                              str(data_dir), '--image_size', '8', '--anchor_size', '8', '--n_batch_train', '8',
@@ -135,8 +136,7 @@ def test_corrupt_record_stops_cleanly(tmp_path):
                              '--logdir', str(tmp_path / 'logs')], env=env(), capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 2, result.stderr
-    record = len(raw) // 2 // (len(raw) // 64)  # records of one length: the damaged byte's
-    assert f'bad input record in {path}: damaged: record {record} (counting from 0) fails its checksum' \
+    assert f'bad input record in {path}: damaged: record 32 (counting from 0) fails its checksum (of the data)' \
         in result.stderr, result.stderr
     assert f'; {REWRITE} (' in result.stderr
     assert not os.path.exists(tmp_path / 'logs' / 'checkpoints')

@@ -4,6 +4,7 @@ a run is refused for a new run, cleared only of the run's files by --overwrite, 
 by flag before --resume; its lock admits one process at a time and is taken over from a dead one."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -170,6 +171,29 @@ def test_a_run_without_logs_resumes_within_its_first_epoch(tmp_path):
     os.remove(tmp_path / 'train.txt')
     os.remove(tmp_path / 'test.txt')
     assert check_resumable(str(tmp_path)).endswith('ckpt-0')
+
+
+def test_a_run_stopped_before_it_saved_anything_starts_afresh_and_one_that_saved_is_refused(tmp_path):
+    """Killed before its first checkpoint (config.json, TensorBoard, the logs' hyperparameter lines, a checkpoint
+    cut off before its index was written): --resume starts afresh.  Any trace of a save without the pointer
+    (a checkpoint's index, best/, a logged epoch) is refused: the pointer was lost, not never written."""
+    make_run(tmp_path, epochs=(1,))
+    for folder in ('best', 'checkpoints'):
+        shutil.rmtree(tmp_path / folder)
+    for log in ('train.txt', 'test.txt'):
+        (tmp_path / log).write_text('{"n_batch_train": 32}\n')
+    os.makedirs(tmp_path / 'checkpoints' / 'ckpt-0-step3_temp')
+    assert check_resumable(str(tmp_path)) is None
+    index, best, log = tmp_path / 'checkpoints' / 'ckpt-0-step3.index', tmp_path / 'best', tmp_path / 'test.txt'
+    hparams_line = log.read_text()
+    for save, undo in ((lambda: index.write_bytes(b''), lambda: os.remove(index)),
+                       (lambda: best.mkdir(), lambda: best.rmdir()),
+                       (lambda: log.write_text(hparams_line + '{"epoch": 1}\n'), lambda: log.write_text(hparams_line))):
+        save()
+        with pytest.raises(InputError, match='checkpoints/checkpoint, which names its latest checkpoint, is missing'):
+            check_resumable(str(tmp_path))
+        undo()
+        assert check_resumable(str(tmp_path)) is None
 
 
 def test_resume_with_other_flags_names_the_flag_and_its_value_in_the_run(tmp_path):
