@@ -207,37 +207,37 @@ class BNAFNetwork(tf_keras.layers.Layer):
         y = mix * h + (1. - mix) * x
         return y, tf.reduce_sum(tf.nn.softplus(log_diag + self.gate) - tf.nn.softplus(self.gate), axis=1)
 
+    @tf.function(reduce_retracing=True)  # eagerly, every bisection step would be a Python loop of small ops
     def invert(self, y):
-        """y [N, d] -> x with f(x) = y, dimension by dimension (bracket, then bisection)."""
-        x = tf.zeros_like(y)
-        for i in range(self.dims):
+        """y [N, d] -> x with f(x) = y, dimension by dimension (bracket, then bisection); one loop over the
+        dimensions, so that the graph holds one root find whatever d is."""
+        def solve(i, x):
             one_hot = tf.one_hot(i, self.dims, dtype=y.dtype)
-            target = y[:, i]
+            target = tf.gather(y, i, axis=1)
 
-            def output(t, x=x, one_hot=one_hot, i=i):
-                return self.forward_and_log_det(x * (1. - one_hot) + t[:, None] * one_hot)[0][:, i]
+            def output(t):
+                return tf.gather(self.forward_and_log_det(x * (1. - one_hot) + t[:, None] * one_hot)[0], i, axis=1)
 
-            scale = 1. + tf.abs(target)
-            low, high = -scale, scale
-
-            def widen(low, high, target=target, output=output):
+            def widen(low, high):
                 too_high = output(low) > target
                 too_low = output(high) < target
                 return tf.where(too_high, 2. * low - high, low), tf.where(too_low, 2. * high - low, high)
 
-            def unbracketed(low, high, target=target, output=output):
+            def unbracketed(low, high):
                 return tf.reduce_any(tf.logical_or(output(low) > target, output(high) < target))
 
-            low, high = tf.while_loop(unbracketed, widen, (low, high), maximum_iterations=64)
+            scale = 1. + tf.abs(target)
+            low, high = tf.while_loop(unbracketed, widen, (-scale, scale), maximum_iterations=64)
 
-            def bisect(_, low, high, target=target, output=output):
+            def bisect(k, low, high):
                 middle = 0.5 * (low + high)
                 below = output(middle) < target
-                return _ + 1, tf.where(below, middle, low), tf.where(below, high, middle)
+                return k + 1, tf.where(below, middle, low), tf.where(below, high, middle)
 
             _, low, high = tf.while_loop(lambda k, *_: k < BISECTION_STEPS, bisect, (tf.constant(0), low, high))
-            x = x * (1. - one_hot) + (0.5 * (low + high))[:, None] * one_hot
-        return x
+            return i + 1, x * (1. - one_hot) + (0.5 * (low + high))[:, None] * one_hot
+
+        return tf.while_loop(lambda i, _: i < self.dims, solve, (tf.constant(0), tf.zeros_like(y)))[1]
 
 
 class BNAFFlow(tf_keras.layers.Layer):
