@@ -45,7 +45,7 @@ setup(
         # built from source against the pinned TensorFlow; needs MPI (see scripts/setup.sh)
         'horovod': ['horovod==0.28.1'],
         # the linter, the tests (the fuzz tests use Hypothesis), and the test that runs examples/quickstart.ipynb
-        'test': ['pytest>=8,<9', 'hypothesis==6.170.27', 'ruff==0.17.6', 'nbclient==0.11.0', 'nbformat==5.11.1',
-                 'ipykernel==7.4.0'],
+        'test': ['pytest>=8,<9', 'hypothesis==6.170.27', 'pytest-xdist==3.8.0', 'ruff==0.17.6', 'nbclient==0.11.0',
+                 'nbformat==5.11.1', 'ipykernel==7.4.0'],
     },
 )

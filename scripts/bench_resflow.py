@@ -1,13 +1,14 @@
 """Residual Flow training costs, measured side by side in one run (ratios, not absolute times).
 
-    python scripts/bench_resflow.py [--batch 8] [--idim 128] [--nblocks 2-2-2] [--terms 2,4,8,16]
-                                    [--steps 3] [--repeats 3] [--no_memory]
+    python scripts/bench_resflow.py [--batch 8] [--idim 128] [--nblocks 2-2-2] [--fc_idim 128]
+                                    [--terms 2,4,8,16] [--steps 3] [--repeats 3] [--no_memory]
 
 Memory: one train step of a Residual Flow on 32x32x3 images (fc_end, actnorm,
-`--nblocks`, `--idim`), in a fresh process per setting, with a fixed number n
-of power-series terms (`n_power_series`, so every setting does the same work
-each step): its peak tensor memory above the weights (TensorFlow's allocator
-statistics) and seconds per step for
+`--nblocks`, `--idim`, fully connected blocks of width `--fc_idim`), in a
+fresh process per setting, with a fixed number n of power-series terms
+(`n_power_series`, so every setting does the same work each step): its peak
+tensor memory above the weights (TensorFlow's allocator statistics) and
+seconds per step for
 
 * plain backpropagation through the power series (neumann_grad False),
 * the Neumann-series gradient (neumann_grad True, mem_eff False),
@@ -68,7 +69,8 @@ def trainer_for(model, batch):
 
 def resflow(args, **overrides):
     blocks = tuple(int(n) for n in args.nblocks.split('-'))
-    return ResFlow(ResFlowConfig(image_shape=IMAGE_SHAPE, n_blocks=blocks, idim=args.idim, **overrides))
+    return ResFlow(ResFlowConfig(image_shape=IMAGE_SHAPE, n_blocks=blocks, idim=args.idim, fc_idim=args.fc_idim,
+                                 **overrides))
 
 
 def step_fn(trainer, x, y):
@@ -95,9 +97,9 @@ def memory_table(args, terms):
     for mode in MODES:
         for n in terms:
             out = subprocess.run([sys.executable, os.path.abspath(__file__), '--batch', str(args.batch), '--idim',
-                                  str(args.idim), '--nblocks', args.nblocks, '--steps', str(args.steps),
-                                  '--memory_child', f'{mode}:{n}'], env=MEMORY_CHILD_ENV, capture_output=True,
-                                 text=True, check=True)
+                                  str(args.idim), '--nblocks', args.nblocks, '--fc_idim', str(args.fc_idim),
+                                  '--steps', str(args.steps), '--memory_child', f'{mode}:{n}'],
+                                 env=MEMORY_CHILD_ENV, capture_output=True, text=True, check=True)
             results[mode, n] = json.loads(out.stdout.strip().splitlines()[-1])
     print('\ntrain step memory (fresh process each; peak tensor memory above the weights, TensorFlow\'s allocator '
           'statistics), n power-series terms:')
@@ -128,6 +130,8 @@ def main():
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--idim', type=int, default=128)
     parser.add_argument('--nblocks', default='2-2-2')
+    parser.add_argument('--fc_idim', type=int, default=ResFlowConfig.fc_idim,
+                        help='hidden width of the fully connected end blocks')
     parser.add_argument('--terms', default='2,4,8,16', help='power-series terms of the memory table')
     parser.add_argument('--steps', type=int, default=3)
     parser.add_argument('--repeats', type=int, default=3)
@@ -138,7 +142,7 @@ def main():
         return memory_child(args)
     terms = [int(n) for n in args.terms.split(',')]
     print(f'{os.cpu_count()} cores; Residual Flow 32x32x3, nblocks {args.nblocks}, idim {args.idim}, '
-          f'batch {args.batch}')
+          f'fc_idim {args.fc_idim}, batch {args.batch}')
     summary = []
     if not args.no_memory:
         results = memory_table(args, terms)

@@ -1,4 +1,7 @@
-"""Running train.py in a subprocess the way a user does."""
+"""Running the programs the way a user does: train.py, the scripts and the `emerging` command in subprocesses;
+a program's main in this process where no fresh process is asserted (`run_main`)."""
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -96,3 +99,40 @@ class StubDistributed:
 
     def barrier(self, name):
         pass
+
+
+@contextlib.contextmanager
+def global_state_kept():
+    """What a program's run sets for the whole process, put back after it: TensorFlow's global seed (build_flow
+    seeds it), its graph optimiser switched off (train_resflow_toy's first lines) and matplotlib's backend (the
+    figures choose Agg)."""
+    tf = sys.modules.get('tensorflow')
+    seed = tf.compat.v1.get_seed(None)[0] if tf else None
+    meta_optimizer_off = tf.config.optimizer.get_experimental_options().get('disable_meta_optimizer', False) \
+        if tf else False
+    backend = sys.modules['matplotlib'].get_backend() if 'matplotlib' in sys.modules else None
+    try:
+        yield
+    finally:
+        tf = sys.modules.get('tensorflow')
+        if tf:
+            tf.random.set_seed(seed)
+            tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': meta_optimizer_off})
+        if backend is not None and sys.modules['matplotlib'].get_backend() != backend:
+            sys.modules['matplotlib'].use(backend)
+
+
+def run_main(main, args, check=True):
+    """`main(ARGS)` as a script's `sys.exit(main())` runs it, in this process (TensorFlow loads once per test
+    process, not once per run): a CompletedProcess of its exit code (argparse's errors exit 2) and what it printed;
+    with `check`, a failure is an AssertionError showing its output."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), global_state_kept():
+        try:
+            code = main(list(args))
+        except SystemExit as exit:
+            code = exit.code
+    result = subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result

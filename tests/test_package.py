@@ -1,5 +1,6 @@
 """Packaging: the version, the public names, a light `import emerging`, the wheel."""
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -40,21 +41,38 @@ def test_license_and_citation_ship_with_the_version():
 
 @pytest.mark.slow
 def test_command_line_entry_points():
-    """`python -m emerging` and the installed console script `emerging`, every subcommand with --help."""
-    from emerging.cli.command import SUBCOMMANDS
+    """`python -m emerging` and the installed console script `emerging` as processes: the listing of every
+    subcommand, the version, and a returned exit code 2 passed on (each subcommand's --help: tests/cli/test_help.py)."""
+    from emerging.cli.command import PROGRAMS, SUBCOMMANDS
     result = subprocess.run([sys.executable, '-m', 'emerging', '--help'], cwd=ROOT, env=env(), capture_output=True,
                             text=True, timeout=300)
-    assert result.returncode == 0 and all(name in result.stdout for name in SUBCOMMANDS), result.stderr
-    for name in SUBCOMMANDS:
-        result = subprocess.run([sys.executable, '-m', 'emerging', name, '--help'], cwd=ROOT, env=env(),
-                                capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0 and f'usage: emerging {name}' in result.stdout, result.stderr
+    assert result.returncode == 0 and all(name in result.stdout for name in [*PROGRAMS, *SUBCOMMANDS]), result.stderr
     script = os.path.join(os.path.dirname(sys.executable), 'emerging')
     result = subprocess.run([script, '--version'], env=env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == f'emerging {emerging.__version__}', result.stderr
-    wrong = subprocess.run([sys.executable, '-m', 'emerging', 'sample', '--logdir', ROOT, '--out', 'x.gif'],
-                           cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
-    assert wrong.returncode == 2 and '--out' in wrong.stderr
+    # main's returned 2 (not argparse's own exit), before TensorFlow loads
+    wrong = subprocess.run([sys.executable, '-m', 'emerging', 'train-resflow', '--data', 'svhn'], cwd=ROOT, env=env(),
+                           capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 2 and '--data svhn' in wrong.stderr
+
+
+# `emerging ARGS` for every ARGS of the JSON list on stdin, in order, through the main of the emerging it imports,
+# each with its output captured; prints JSON {"package": that emerging's folder, "answers": [{code, out, err}]}
+EMERGING_IN_ONE_PROCESS = """
+import contextlib, io, json, os, sys
+import emerging
+from emerging.cli.command import main
+answers = []
+for argv in json.load(sys.stdin):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exit:
+            code = exit.code
+    answers.append({'code': code, 'out': out.getvalue(), 'err': err.getvalue()})
+print(json.dumps({'package': os.path.dirname(emerging.__file__), 'answers': answers}))
+"""
 
 
 def build_wheel(tmp_path):
@@ -98,8 +116,9 @@ def package_files(folder):
 def test_the_wheel_installs_only_the_package_with_its_pretrained_model(tmp_path):
     """`pip wheel` of the project holds the package `emerging` (the pretrained model and its manipulation
     records included) and its console script, nothing else (train.py and scripts/ are in the package as
-    `emerging` subcommands); installed into a fresh virtualenv, every program answers --help from its console
-    script, each runs once on tiny settings from another folder, and nothing is written into the package."""
+    `emerging` subcommands); installed into a fresh virtualenv, its console script lists every program and
+    evaluates the pretrained model; every program answers --help and runs once on tiny settings from another
+    folder through the installed package (in one process), and nothing is written into the package."""
     from emerging.cli.command import PROGRAMS, SUBCOMMANDS
     from tests.data import tabular_files
 
@@ -119,7 +138,7 @@ def test_the_wheel_installs_only_the_package_with_its_pretrained_model(tmp_path)
                   if line.strip() and not line.startswith('#')}
     required = {line.split(':', 1)[1].strip().split(';')[0].replace(' ', '').lower()
                 for line in metadata.splitlines() if line.startswith('Requires-Dist:') and 'extra ==' not in line}
-    test_only = {'pytest', 'hypothesis', 'ruff', 'nbclient', 'nbformat', 'ipykernel'}
+    test_only = {'pytest', 'pytest-xdist', 'hypothesis', 'ruff', 'nbclient', 'nbformat', 'ipykernel'}
     assert {r.split('==')[0].split('>=')[0].split('<')[0] for r in required} == wanted - test_only
 
     site = install_in_fresh_venv(wheel, tmp_path / 'venv')
@@ -139,36 +158,54 @@ def test_the_wheel_installs_only_the_package_with_its_pretrained_model(tmp_path)
     listed = emerging_command('--help')
     for name in [*PROGRAMS, *SUBCOMMANDS]:
         assert name in listed, name
-        assert f'usage: emerging {name}' in emerging_command(name, '--help'), name
-
     assert emerging_command('evaluate', '--pretrained', 'digits').strip().splitlines()[-1].startswith(
         'test bits_x: 3.3')
-    emerging_command('manipulate', '--pretrained', 'digits', '--attributes', '7', '--n_examples', '200',
-                     '--test_index', '3', '--out', 'manipulation.png')  # another dz than the shipped one: cached
-    assert glob.glob(str(tmp_path / 'cache' / 'emerging' / '**' / 'dz_7.npy'), recursive=True)
-    emerging_command('train', '--problem', 'digits', '--image_size', '8', '--anchor_size', '8', '--n_batch_train',
-                     '32', '--n_batch_init', '64', '--n_train', '64', '--n_levels', '2', '--depth', '1', '--width',
-                     '8', '--epochs', '2', '--no_progress', '--logdir', 'glow')
-    assert os.path.exists(work / 'glow' / 'test.txt')
-    emerging_command('plot', 'glow', '--out', 'plots')
-    assert os.path.exists(work / 'plots' / 'bits_x.png')
-    emerging_command('train-resflow', '--data', 'digits', '--nblocks', '1', '--idim', '8', '--fc-idim', '8',
-                     '--batchsize', '64', '--nepochs', '1', '--no-progress', '--save', 'resflow')
-    assert os.path.exists(work / 'resflow' / 'config.json')
-    emerging_command('toy', '--train', '--dataset', '8gaussians', '--flow', 'maf', '--n_steps', '10',
-                     '--log_interval', '10', '--output_dir', 'toy', '--no_progress')
-    assert os.path.exists(work / 'toy' / 'step_10.png')
-    emerging_command('resflow-toy', '--data', '8gaussians', '--nblocks', '1', '--dims', '8-8', '--niters', '10',
-                     '--viz_freq', '10', '--val_freq', '10', '--save', 'resflow_toy', '--no_progress')
-    assert os.path.exists(work / 'resflow_toy' / 'figs' / '0010.png')
+
+    # the rest through the installed package's main in one process (the console script runs the same main, as the
+    # two calls above show): TensorFlow starts once rather than once per program
     tabular_files.write_all(str(work / 'tabular_data'))
-    emerging_command('tabular', '--dataset', 'miniboone', '--data_dir', 'tabular_data', '--flow', 'maf', '--epochs',
-                     '1', '--output_dir', 'tabular', '--no_progress')
     np.save(work / 'images.npy', np.random.default_rng(0).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8))
-    emerging_command('write-tfrecords', '--images', 'images.npy', '--out', 'records', '--size', '8')
+    helps = [[name, '--help'] for name in [*PROGRAMS, *SUBCOMMANDS]]
+    runs = [
+        # another dz than the shipped one: cached
+        ['manipulate', '--pretrained', 'digits', '--attributes', '7', '--n_examples', '200', '--test_index', '3',
+         '--out', 'manipulation.png'],
+        ['train', '--problem', 'digits', '--image_size', '8', '--anchor_size', '8', '--n_batch_train', '32',
+         '--n_batch_init', '64', '--n_train', '64', '--n_levels', '2', '--depth', '1', '--width', '8', '--epochs', '2',
+         '--no_progress', '--logdir', 'glow'],
+        ['plot', 'glow', '--out', 'plots'],
+        # without the fully connected end blocks, half the time (tests/cli/test_train_resflow.py trains them)
+        ['train-resflow', '--data', 'digits', '--nblocks', '1', '--idim', '8', '--fc-end', 'False', '--batchsize', '64',
+         '--nepochs', '1', '--no-progress', '--save', 'resflow'],
+        ['toy', '--train', '--dataset', '8gaussians', '--flow', 'maf', '--n_steps', '10', '--log_interval', '10',
+         '--output_dir', 'toy', '--no_progress'],
+        ['resflow-toy', '--data', '8gaussians', '--nblocks', '1', '--dims', '8-8', '--niters', '10', '--viz_freq', '10',
+         '--val_freq', '10', '--save', 'resflow_toy', '--no_progress'],
+        ['tabular', '--dataset', 'miniboone', '--data_dir', 'tabular_data', '--flow', 'maf', '--epochs', '1',
+         '--output_dir', 'tabular', '--no_progress'],
+        ['write-tfrecords', '--images', 'images.npy', '--out', 'records', '--size', '8'],
+        ['check-gpu', '--allow_cpu', '--image_size', '8', '--n_levels', '1', '--depth', '1', '--width', '8', '--batch',
+         '4'],
+    ]
+    result = subprocess.run([str(tmp_path / 'venv' / 'bin' / 'python'), '-c', EMERGING_IN_ONE_PROCESS], cwd=work,
+                            env=clean, input=json.dumps([*helps, *runs]), capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-5000:]
+    reply = json.loads(result.stdout.splitlines()[-1])
+    assert os.path.realpath(reply['package']) == os.path.realpath(package)  # the installed one, not the repository's
+    for (name, _), answer in zip(helps, reply['answers']):
+        assert answer['code'] == 0 and f'usage: emerging {name}' in answer['out'], (name, answer)
+    for argv, answer in zip(runs, reply['answers'][len(helps):]):
+        assert answer['code'] == 0, f'emerging {" ".join(argv)}:\n{answer["out"][-2000:]}\n{answer["err"][-3000:]}'
+    check_gpu = reply['answers'][-1]['out']
+
+    assert glob.glob(str(tmp_path / 'cache' / 'emerging' / '**' / 'dz_7.npy'), recursive=True)
+    assert os.path.exists(work / 'glow' / 'test.txt')
+    assert os.path.exists(work / 'plots' / 'bits_x.png')
+    assert os.path.exists(work / 'resflow' / 'config.json')
+    assert os.path.exists(work / 'toy' / 'step_10.png')
+    assert os.path.exists(work / 'resflow_toy' / 'figs' / '0010.png')
     assert glob.glob(str(work / 'records' / '**' / '*.tfrecords'), recursive=True)
-    assert 'train step' in emerging_command('check-gpu', '--allow_cpu', '--image_size', '8', '--n_levels', '1',
-                                            '--depth', '1', '--width', '8', '--batch', '4')
+    assert 'train step' in check_gpu
 
     assert package_files(package) == before  # nothing written into the installed package
     assert os.path.join(site, 'emerging') in subprocess.run(

@@ -28,6 +28,7 @@ def get_json(url):
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # a port of this machine, taken between finding it free and binding it
 def test_tensorboard_serves_the_scalars_of_a_run(tmp_path):
     recorder = Recorder(str(tmp_path), {'problem': 'digits'})
     for epoch, bits in [(1, 4.5), (2, 4.0), (3, 3.75)]:

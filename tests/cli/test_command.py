@@ -1,11 +1,10 @@
 """`emerging evaluate | sample | interpolate` on the tiny trained digits run, in-process (the command's own
-main), and evaluate under `mpiexec -n 2`."""
+main).  evaluate under `mpiexec -n 2` is in tests/training/test_horovod.py, with the other two-process checks
+(one launch for all)."""
 import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,8 +14,7 @@ from emerging.data.images import ordered_split
 from emerging.data.problems import DataConfig
 from emerging.models.config import GlowConfig
 
-pytestmark = pytest.mark.slow  # they use a trained run
-
+# the tests that read trained_digits_run are marked slow: it is a real training run (once per session)
 LAST_LINE = re.compile(r'^test bits_x: (\d+\.\d{4}) \+- (\d+\.\d{4})$')
 
 
@@ -60,6 +58,7 @@ def test_help(command, capsys, monkeypatch):
 
 # ---- evaluate -------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_evaluate_is_the_training_validation(trained_digits_run, capsys, monkeypatch):
     with open(os.path.join(trained_digits_run, 'test.txt')) as f:
         logged = [json.loads(line) for line in f.read().splitlines()[1:]]
@@ -76,6 +75,7 @@ def test_evaluate_is_the_training_validation(trained_digits_run, capsys, monkeyp
     assert 'ckpt-3' in out and np.isfinite(result(out)[0])
 
 
+@pytest.mark.slow
 def test_evaluate_deterministic_and_several_draws(trained_digits_run, capsys, monkeypatch):
     import emerging
     runs = [cli(capsys, monkeypatch, 'evaluate', '--logdir', trained_digits_run, '--n_dequant', k)
@@ -92,6 +92,7 @@ def test_evaluate_deterministic_and_several_draws(trained_digits_run, capsys, mo
     assert abs(se0 - bits.std(ddof=1) / np.sqrt(len(bits))) < 2e-4
 
 
+@pytest.mark.slow
 def test_evaluate_bad_input(trained_digits_run, tmp_path, capsys, monkeypatch):
     import tensorflow as tf
 
@@ -117,26 +118,9 @@ def test_evaluate_bad_input(trained_digits_run, tmp_path, capsys, monkeypatch):
     assert code == 2 and 'n_test' in err, err
 
 
-@pytest.mark.slow
-def test_evaluate_under_mpiexec_is_the_mean_over_all_images(trained_digits_run, capsys, monkeypatch):
-    import horovod.tensorflow  # noqa: F401
-
-    from tests.helpers import ROOT, env, mpiexec_command
-    for k, tolerance in (('0', 2e-4), ('1', 0.01)):
-        code, out, err = cli(capsys, monkeypatch, 'evaluate', '--logdir', trained_digits_run, '--n_dequant', k)
-        assert code == 0, err
-        single = result(out)
-        mpi = subprocess.run(mpiexec_command(2) + [sys.executable, '-m', 'emerging', 'evaluate', '--logdir',
-                                                   trained_digits_run, '--n_dequant', k],
-                             cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
-        assert mpi.returncode == 0, mpi.stdout + mpi.stderr
-        assert mpi.stdout.count('test bits_x') == 1 and '2 processes x 6 batches of 25' in mpi.stdout
-        mean, se = result(mpi.stdout)
-        assert abs(mean - single[0]) < tolerance and abs(se - single[1]) < max(tolerance, 1e-3)
-
-
 # ---- sample ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sample_npy_is_seeded(trained_digits_run, tmp_path, capsys, monkeypatch):
     arrays = []
     for name, seed in (('a', '7'), ('b', '7'), ('c', '8')):
@@ -155,6 +139,7 @@ def test_sample_npy_is_seeded(trained_digits_run, tmp_path, capsys, monkeypatch)
     assert not all(np.array_equal(image, a[2, 0]) for image in a[2])
 
 
+@pytest.mark.slow
 def test_sample_png_grids(trained_digits_run, tmp_path, capsys, monkeypatch):
     out = str(tmp_path / 'samples.png')
     code, stdout, err = cli(capsys, monkeypatch, 'sample', '--logdir', trained_digits_run, '--n', '10',
@@ -176,6 +161,7 @@ def test_sample_png_grids(trained_digits_run, tmp_path, capsys, monkeypatch):
                                                                  ('0', '0.25', '0.5', '0.6', '0.7', '0.8', '0.9', '1')])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('args, named', [
     (['--temperatures', 'a,b', '--out', 'samples.npy'], '--temperatures'),
     (['--temperatures', '0.5,-1', '--out', 'samples.npy'], '--temperatures'),
@@ -204,6 +190,7 @@ def test_sample_labels_of_a_class_conditional_model():
 
 # ---- interpolate ----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mode', ['linear', 'spherical'])
 def test_interpolate_test_images(mode, trained_digits_run, tmp_path, capsys, monkeypatch):
     out = str(tmp_path / 'row.png')
@@ -218,6 +205,7 @@ def test_interpolate_test_images(mode, trained_digits_run, tmp_path, capsys, mon
     assert any(not np.array_equal(image, x[0]) and not np.array_equal(image, x[5]) for image in row[1:-1])
 
 
+@pytest.mark.slow
 def test_interpolate_png_files(trained_digits_run, tmp_path, capsys, monkeypatch):
     x = digits_test(9)[0]
     paths = [str(tmp_path / f'digit{i}.png') for i in (3, 8)]
@@ -232,6 +220,7 @@ def test_interpolate_png_files(trained_digits_run, tmp_path, capsys, monkeypatch
     np.testing.assert_array_equal(row[-1], x[8])
 
 
+@pytest.mark.slow
 def test_interpolate_bad_input(trained_digits_run, tmp_path, capsys, monkeypatch):
     good, large, grey = (str(tmp_path / name) for name in ('good.png', 'large.png', 'grey.png'))
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(good)

@@ -260,8 +260,11 @@ def test_a_failing_run_is_named_with_its_stderr(tmp_path, capsys):
 # ---- end to end -----------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_tiny_toy_comparison_writes_the_table_and_the_picture(tmp_path):
+    """The script file in a fresh process, every family on one data set for 2 steps (each run its own process): the
+    table printed and written, a row of cells with the best in bold, the size-and-speed rows, the picture, every
+    command line echoed, each run's output kept in logs/."""
     out = tmp_path / 'cmp'
-    result = subprocess.run([sys.executable, SCRIPT, '--part', 'toy', '--datasets', '8gaussians', '--steps', '20',
+    result = subprocess.run([sys.executable, SCRIPT, '--part', 'toy', '--datasets', '8gaussians', '--steps', '2',
                              '--batch_size', '50', '--resflow_nblocks', '1', '--resflow_dims', '8-8', '--out',
                              str(out)], cwd=str(tmp_path), env=env(), capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -279,6 +282,6 @@ def test_a_tiny_toy_comparison_writes_the_table_and_the_picture(tmp_path):
     # every run's command line echoed, to be repeated alone
     assert result.stderr.count(f'$ {sys.executable} -m emerging ') == 4
     assert '[4/4] toy: ResFlow on 8gaussians' in result.stderr
-    assert '-m emerging resflow-toy --data 8gaussians --niters 20 --batch_size 50' in result.stderr
+    assert '-m emerging resflow-toy --data 8gaussians --niters 2 --batch_size 50' in result.stderr
     assert sorted(os.listdir(out / 'logs')) == sorted(f'toy_8gaussians_{f}.{s}' for f in cf.TOY_FAMILIES
                                                       for s in ('out', 'err'))

@@ -1,6 +1,9 @@
-"""Every program's command line: a help text for every flag, --help and argument errors without TensorFlow, every
-listed value accepted, and the program name the `emerging` subcommands pass."""
+"""Every program's command line: a help text for every flag, --help and argument errors without TensorFlow (every
+program, every `emerging` subcommand and scripts/check_gpu.py, all asked in one fresh process), every listed value
+accepted, and the program name the `emerging` subcommands pass."""
 import importlib
+import json
+import os
 import re
 import subprocess
 import sys
@@ -43,22 +46,57 @@ def test_every_flag_has_a_help_text(module):
     assert not missing, f'{module}: no help for {missing}'
 
 
-@pytest.mark.parametrize('module', PROGRAMS)
-def test_help_and_argument_errors_do_not_load_tensorflow(module):
-    code = ('import contextlib, io, sys\n'
-            f'import emerging.cli.{module} as program\n'
-            'for argv, expected in (["--help"], 0), (["--no-such-flag"], 2):\n'
-            '    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n'
-            '        try:\n'
-            '            program.main(argv)\n'
-            '        except SystemExit as exit:\n'
-            '            assert exit.code == expected, (argv, exit.code)\n'
-            '        else:\n'
-            '            raise AssertionError(f"{argv}: no exit")\n'
-            'assert "tensorflow" not in sys.modules, "tensorflow imported"\n')
-    result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env(), capture_output=True, text=True,
-                            timeout=120)
+# what the answers process runs, in this order: (module with main, its arguments, the program name to pass or None)
+HELP_AND_ERROR_CALLS = [
+    *[(f'emerging.cli.{module}', argv, None) for module in PROGRAMS for argv in (['--help'], ['--no-such-flag'])],
+    ('emerging.cli.train_resflow', ['--data', 'svhn'], 'emerging train-resflow'),
+    ('emerging.cli.command', ['--help'], None),
+    *[('emerging.cli.command', [name, '--help'], None) for name in [*command.PROGRAMS, *command.SUBCOMMANDS]],
+    (os.path.join(ROOT, 'scripts', 'check_gpu.py'), ['--help'], None),
+    (os.path.join(ROOT, 'scripts', 'check_gpu.py'), ['--image_size', '12'], None),
+]
+# runs every call of HELP_AND_ERROR_CALLS (read from stdin) with its output captured: a module's main(argv[, prog])
+# or a script as `python SCRIPT ARGS` runs it; prints one JSON list of {code, out, err, tensorflow (imported by
+# then)}
+ANSWERS_PROCESS = """
+import contextlib, importlib, io, json, runpy, sys
+answers = []
+for target, argv, prog in json.load(sys.stdin):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            if target.endswith('.py'):
+                sys.argv = [target, *argv]
+                runpy.run_path(target, run_name='__main__')
+                code = None
+            else:
+                main = importlib.import_module(target).main
+                code = main(argv) if prog is None else main(argv, prog=prog)
+        except SystemExit as exit:
+            code = exit.code
+    answers.append({'code': code, 'out': out.getvalue(), 'err': err.getvalue(),
+                    'tensorflow': 'tensorflow' in sys.modules})
+print(json.dumps(answers))
+"""
+
+
+@pytest.fixture(scope='module')
+def answers():
+    """{(module or script, *arguments): {code, out, err, tensorflow}} of every call of HELP_AND_ERROR_CALLS, all
+    in one fresh process (TensorFlow is imported once and stays: the calls run in order, nothing before loads it)."""
+    result = subprocess.run([sys.executable, '-c', ANSWERS_PROCESS], input=json.dumps(HELP_AND_ERROR_CALLS), cwd=ROOT,
+                            env=env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+    return {(target, *argv): answer
+            for (target, argv, _), answer in zip(HELP_AND_ERROR_CALLS, json.loads(result.stdout.splitlines()[-1]))}
+
+
+@pytest.mark.parametrize('module', PROGRAMS)
+def test_help_and_argument_errors_do_not_load_tensorflow(module, answers):
+    for argv, expected in (['--help'], 0), (['--no-such-flag'], 2):
+        answer = answers[(f'emerging.cli.{module}', *argv)]
+        assert answer['code'] == expected, (argv, answer)
+        assert not answer['tensorflow'], f'{module} {argv}: tensorflow imported'
 
 
 @pytest.mark.parametrize('module, name', PROGRAMS.items())
@@ -72,15 +110,45 @@ def test_the_program_name_is_the_one_given(module, name, capsys):
     assert exit.value.code == 2 and f'\n{name}: error: ' in capsys.readouterr().err
 
 
-def test_a_refused_value_is_named_with_the_given_program_name_before_tensorflow_loads():
-    code = ('import sys\n'
-            'import emerging.cli.train_resflow as program\n'
-            'assert program.main(["--data", "svhn"], prog="emerging train-resflow") == 2\n'
-            'assert "tensorflow" not in sys.modules, "tensorflow imported"\n')
-    result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env(), capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert 'emerging train-resflow: error: --data svhn is not supported' in result.stderr
+def test_a_refused_value_is_named_with_the_given_program_name_before_tensorflow_loads(answers):
+    answer = answers[('emerging.cli.train_resflow', '--data', 'svhn')]
+    assert answer['code'] == 2 and not answer['tensorflow'], answer
+    assert 'emerging train-resflow: error: --data svhn is not supported' in answer['err']
+
+
+def test_the_emerging_command_lists_every_subcommand(answers):
+    answer = answers[('emerging.cli.command', '--help')]
+    assert answer['code'] == 0 and not answer['tensorflow'], answer
+    for name in [*command.PROGRAMS, *command.SUBCOMMANDS]:
+        assert name in answer['out'], name
+
+
+@pytest.mark.parametrize('name', [*command.PROGRAMS, *command.SUBCOMMANDS])
+def test_every_subcommand_answers_help_without_tensorflow(name, answers):
+    """`emerging NAME --help`: exit code 0, its own usage line, TensorFlow not imported; a run's subcommands list
+    --logdir and --weights among their flags."""
+    answer = answers[('emerging.cli.command', name, '--help')]
+    assert answer['code'] == 0 and f'usage: emerging {name}' in answer['out'], answer
+    assert not answer['tensorflow'], f'emerging {name} --help: tensorflow imported'
+    if name in ('evaluate', 'sample', 'interpolate'):
+        assert '--logdir' in answer['out'] and '--weights' in answer['out'] and answer['out'].count('\n') > 8
+
+
+def test_check_gpu_script_help_and_bad_flags_answer_without_tensorflow(answers):
+    """scripts/check_gpu.py as `python scripts/check_gpu.py ARGS` runs it: --help exits 0, a size its levels do not
+    divide exits 2 naming it; neither imports TensorFlow."""
+    script = os.path.join(ROOT, 'scripts', 'check_gpu.py')
+    for argv, expected in (['--help'], 0), (['--image_size', '12'], 2):
+        answer = answers[(script, *argv)]
+        assert answer['code'] == expected and not answer['tensorflow'], (argv, answer)
+    assert 'check_gpu.py: error: --image_size 12 is not divisible by 2^n_levels = 8' in answer['err']
+
+
+def test_a_refused_output_format_is_named(capsys, tmp_path):
+    """`emerging sample --out x.gif`: exit code 2 naming --out (sample checks it after importing TensorFlow, so
+    in this process rather than the answers process)."""
+    code = command.main(['sample', '--logdir', ROOT, '--out', str(tmp_path / 'x.gif')])
+    assert code == 2 and '--out' in capsys.readouterr().err
 
 
 # the values a program's own checks accept before any work: module -> (flags that make a run, the check)

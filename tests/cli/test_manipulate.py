@@ -13,8 +13,6 @@ from PIL import Image
 from emerging.data.images import ordered_split
 from emerging.data.problems import DataConfig
 
-pytestmark = pytest.mark.slow  # they use a trained run
-
 N = '200'  # --n_examples: the first 200 training digits
 
 
@@ -48,6 +46,7 @@ def tiles(path, rows, columns):
     return padded.reshape(rows, 9, columns, 9, 3)[:, :8, :, :8].transpose(0, 2, 1, 3, 4)
 
 
+@pytest.mark.slow
 def test_label_grid_saved_and_reused(run_dir, tmp_path, capsys, monkeypatch):
     out = str(tmp_path / 'grid.png')
     args = ['--logdir', run_dir, '--attributes', '7,3', '--alphas', '-1,0,1.5', '--test_index', '4',
@@ -82,6 +81,7 @@ def test_label_grid_saved_and_reused(run_dir, tmp_path, capsys, monkeypatch):
     assert "dz of '7': " in stdout and 'positive and' in stdout and os.stat(npy).st_mtime_ns != mtime
 
 
+@pytest.mark.slow
 def test_image_png(run_dir, tmp_path, capsys, monkeypatch):
     image = digits('test', 11)[0][10]
     path = str(tmp_path / 'digit.png')
@@ -93,6 +93,7 @@ def test_image_png(run_dir, tmp_path, capsys, monkeypatch):
     np.testing.assert_array_equal(tiles(out, 1, 2)[0, 0], image)
 
 
+@pytest.mark.slow
 def test_attribute_files_match_labels(run_dir, tmp_path, capsys, monkeypatch):
     """'is_seven' read from a .npy or a CelebA-layout text file gives the dz of label 7."""
     labels = digits('train', 200)[1]
@@ -135,6 +136,7 @@ def test_attribute_files_match_labels(run_dir, tmp_path, capsys, monkeypatch):
     assert code == 2 and 'line 203' in err and text in err, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('extra, expected', [
     (['--attributes', 'seven'], "unknown attribute 'seven'"),
     (['--attributes', '9', '--n_examples', '5'], "attribute '9': no positive examples among the first 5"),
@@ -220,6 +222,7 @@ def test_saved_direction_that_cannot_be_read_is_computed_again(tmp_path, json_by
     assert _read(str(tmp_path), '7', record, (8, 8, 3)).shape == (8, 8, 3)  # the same files, whole: reused
 
 
+@pytest.mark.slow
 def test_unwritable_run_folder(trained_digits_run, tmp_path, capsys, monkeypatch):
     run = str(tmp_path / 'run')
     shutil.copytree(trained_digits_run, run, ignore=shutil.ignore_patterns('manipulation'))
@@ -233,6 +236,7 @@ def test_unwritable_run_folder(trained_digits_run, tmp_path, capsys, monkeypatch
 
 # ---- the pretrained digits model -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_pretrained_default_alphas_stay_finite(tmp_path, capsys, monkeypatch):
     """The README's example: with the default alphas no cell is black or white; at -2 .. 2 the cells whose
     decoding overflows are shown black, each named on a line."""
@@ -255,6 +259,7 @@ def test_pretrained_default_alphas_stay_finite(tmp_path, capsys, monkeypatch):
     assert "alpha 2 for attribute '0': 100% of the decoded values are not finite" in stdout
 
 
+@pytest.mark.slow
 def test_pretrained_records_go_to_the_cache_not_the_package(tmp_path, capsys, monkeypatch):
     from emerging.runs.folder import pretrained_run
     package = pretrained_run('digits')

@@ -1,15 +1,19 @@
 """scripts/train_resflow_toy.py, the public train_toy.py's command line: every public flag with its default, the
 published command line, every data set; tiny runs (iresnet, realnvp) write the reference's log lines, the figures,
 the best checkpoint and the two final lines, and resume from the checkpoint; bad flags, and a --save folder holding
-another run, are errors naming the flag before TensorFlow loads (--overwrite starts over)."""
+another run, are errors naming the flag before TensorFlow loads (--overwrite starts over).
+
+The runs call the script's `main` in this process (TensorFlow loads once per module, not once per run); the script
+file itself runs in the --overwrite test, and bad flags in fresh processes where it matters that TensorFlow never
+loads."""
 import os
 import re
 
 import pytest
 
-from emerging.cli.resflow_toy import build_parser, check
+from emerging.cli.resflow_toy import build_parser, check, main
 from emerging.data import toy2d
-from tests.helpers import run_script, script_error_imports
+from tests.helpers import run_main, run_script, script_error_imports
 
 # train_toy.py's flags (argparse dests) and defaults
 PUBLIC_DEFAULTS = {
@@ -34,7 +38,8 @@ TEST = re.compile(r'^\[TEST\] Iter (\d{4}) \| Test Loss (-?\d+\.\d{6}) \| Test L
 
 
 def run(*args, check=True):
-    return run_script('train_resflow_toy.py', args, timeout=900, check=check)
+    """`train_resflow_toy.py ARGS`, in this process (tests/helpers.py run_main)."""
+    return run_main(main, args, check)
 
 
 def final_nll(stdout):
@@ -46,6 +51,7 @@ def final_nll(stdout):
 
 
 def test_every_public_flag_parses_with_its_default():
+    """train_toy.py's flags and defaults, this port's two more, and help text on every flag."""
     args = build_parser().parse_args([])
     assert {name: getattr(args, name) for name in PUBLIC_DEFAULTS} == PUBLIC_DEFAULTS
     assert args.resume is None and args.no_progress is False
@@ -54,6 +60,7 @@ def test_every_public_flag_parses_with_its_default():
 
 
 def test_the_published_command_line_parses(tmp_path):
+    """The published command line checks: its widths, no checkpoint to restore, its architecture."""
     args = build_parser().parse_args([*PUBLISHED, '--save', str(tmp_path)])
     hidden, restore = check(args)
     assert hidden == (128, 128, 128, 128) and restore is None
@@ -62,6 +69,7 @@ def test_the_published_command_line_parses(tmp_path):
 
 @pytest.mark.parametrize('name', toy2d.DATASETS)
 def test_every_data_set_is_accepted(tmp_path, name):
+    """Every toy2d data set passes the checks."""
     check(build_parser().parse_args(['--data', name, '--save', str(tmp_path)]))
 
 
@@ -89,6 +97,7 @@ def test_every_data_set_is_accepted(tmp_path, name):
     (['--data', 'spiral'], '--data'),
 ])
 def test_bad_flags_are_errors_naming_the_flag(tmp_path, args, message):
+    """Exit code 2 and an error naming the flag, nothing on stdout and nothing written to --save."""
     base = ['--data', '8gaussians'] if '--data' not in args else []
     result = run(*base, *args, '--save', str(tmp_path), check=False)
     assert result.returncode == 2 and message in result.stderr, result.stderr
@@ -108,6 +117,7 @@ def test_the_public_default_data_set(tmp_path):
 @pytest.mark.parametrize('args', [['--vnorms', '22f222'], ['--learn-p', 'True'], ['--dims', '1-x'],
                                   ['--resume', '/nonexistent']])
 def test_bad_flags_are_reported_before_tensorflow_loads(tmp_path, args):
+    """The script file in a fresh process: the error, and TensorFlow never imported."""
     stderr, tensorflow_imported = script_error_imports('train_resflow_toy.py',
                                                        ['--data', '8gaussians', *args, '--save', str(tmp_path)])
     assert 'error' in stderr and not tensorflow_imported
@@ -115,6 +125,8 @@ def test_bad_flags_are_reported_before_tensorflow_loads(tmp_path, args):
 
 @pytest.mark.slow
 def test_tiny_iresnet_run_writes_logs_figures_checkpoint_and_the_final_lines(tmp_path):
+    """train_toy.py's log lines, the figures, the best checkpoint and the final lines; training lowers the test NLL;
+    --resume evaluates or continues the run; a checkpoint of another model is refused naming what differs."""
     save = tmp_path / 'run'
     out = run(*TINY, '--save', str(save)).stdout
     nll, entropy = final_nll(out)
@@ -156,6 +168,7 @@ def test_tiny_iresnet_run_writes_logs_figures_checkpoint_and_the_final_lines(tmp
 
 @pytest.mark.slow
 def test_tiny_realnvp_run(tmp_path):
+    """--arch realnvp with ActNorm and batch norm: the final lines, the figures, a [TEST] line per validation."""
     out = run(*TINY, '--arch', 'realnvp', '--actnorm', 'True', '--batchnorm', 'True', '--save', str(tmp_path)).stdout
     final_nll(out)
     assert sorted(os.listdir(tmp_path / 'figs')) == ['0001.png', '0015.png', '0030.png']
@@ -165,6 +178,7 @@ def test_tiny_realnvp_run(tmp_path):
 
 @pytest.mark.slow
 def test_a_loss_that_is_not_finite_exits_with_3(tmp_path):
+    """A learning rate that makes the loss overflow: exit code 3, said on stderr."""
     result = run(*TINY, '--lr', '1e30', '--niters', '20', '--save', str(tmp_path), check=False)
     assert result.returncode == 3 and 'the loss is not finite' in result.stderr, result.stdout + result.stderr
 
@@ -179,6 +193,8 @@ def make_run(folder):
 
 
 def test_a_save_folder_holding_another_run_is_refused_before_tensorflow_loads(tmp_path):
+    """A --save folder holding a run: refused in a fresh process naming what shows the run and --overwrite,
+    before TensorFlow loads; allowed with --overwrite, or continuing from it with --resume, not both."""
     make_run(tmp_path)
     stderr, tensorflow_imported = script_error_imports('train_resflow_toy.py', ['--save', str(tmp_path)])
     assert f'--save {tmp_path} holds a run (checkpoint, checkpt-30.index, logs)' in stderr and '--overwrite' in stderr
@@ -192,9 +208,13 @@ def test_a_save_folder_holding_another_run_is_refused_before_tensorflow_loads(tm
 
 @pytest.mark.slow
 def test_overwrite_deletes_the_earlier_run_only(tmp_path):
+    """scripts/train_resflow_toy.py in a fresh process (--niters 0): --overwrite deletes the earlier run's logs,
+    checkpoint and figures, not the other files, and the run ends with its two final lines."""
     make_run(tmp_path)
     (tmp_path / 'notes.md').write_text('mine')
-    run(*TINY, '--niters', '0', '--save', str(tmp_path), '--overwrite')
+    result = run_script('train_resflow_toy.py', [*TINY, '--niters', '0', '--save', str(tmp_path), '--overwrite'],
+                        timeout=900)
+    final_nll(result.stdout)
     with open(tmp_path / 'logs') as f:
         assert f.readline().startswith('Namespace(') and 'checkpt-30.index' not in os.listdir(tmp_path)
     assert (tmp_path / 'notes.md').read_text() == 'mine' and os.listdir(tmp_path / 'figs') != ['0001.png']

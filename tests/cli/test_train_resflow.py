@@ -1,8 +1,9 @@
 """scripts/train_resflow.py: the public Residual Flows command lines, and digits runs end to end."""
 import json
 import os
+import runpy
 import shlex
-import subprocess
+import shutil
 import sys
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from emerging.cli import train_resflow
 from emerging.cli.train_resflow import build_parser, derive
 from emerging.runs.folder import best_checkpoint
-from tests.helpers import ROOT, env, read_log
+from tests.helpers import ROOT, read_log
 
 # the residual-flows README's command lines, as printed (after `python train_img.py`)
 PUBLISHED = [
@@ -119,7 +120,6 @@ def test_ema_evaluation_is_what_test_txt_reports(digits_run):
 
 @pytest.mark.slow
 def test_resume_continues_the_run(digits_run, tmp_path):
-    import shutil
     save, _ = digits_run
     copy = str(tmp_path / 'run')
     shutil.copytree(save, copy)
@@ -132,15 +132,20 @@ def test_resume_continues_the_run(digits_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_emerging_subcommands_work_on_a_resflow_run(digits_run, tmp_path):
+def test_emerging_subcommands_work_on_a_resflow_run(digits_run, tmp_path, capsys, monkeypatch):
+    """`emerging evaluate` and `emerging sample`, and scripts/plot_logs.py as its command line runs it, all
+    in-process, read a Residual Flows run."""
+    from emerging.cli.command import main
     save, _ = digits_run
     for args in (['evaluate', '--logdir', save, '--weights', 'latest'],
                  ['sample', '--logdir', save, '--weights', 'latest', '--n', '4', '--out', str(tmp_path / 's.png')]):
-        result = subprocess.run([sys.executable, '-m', 'emerging', *args], cwd=ROOT, env=env(),
-                                capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stdout + result.stderr
+        code = main(args)
+        captured = capsys.readouterr()
+        assert code == 0, captured.out + captured.err
     assert any(name.startswith('s') and name.endswith('.png') for name in os.listdir(tmp_path))
-    result = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'plot_logs.py'), save,
-                             '--out', str(tmp_path / 'curves.png')], cwd=ROOT, env=env(), capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
+    script = os.path.join(ROOT, 'scripts', 'plot_logs.py')
+    monkeypatch.setattr(sys, 'argv', [script, save, '--out', str(tmp_path / 'curves.png')])
+    monkeypatch.setattr(sys, 'path', list(sys.path))  # the script puts the repository first
+    with pytest.raises(SystemExit) as exit_status:
+        runpy.run_path(script, run_name='__main__')
+    assert exit_status.value.code == 0, capsys.readouterr()

@@ -1,6 +1,6 @@
 import os
 import pickle
-import subprocess
+import runpy
 import sys
 
 import numpy as np
@@ -14,10 +14,13 @@ from emerging.data.images import get_data
 from emerging.data.problems import DataConfig
 from emerging.data.tfrecords import REWRITE, write_shards
 from emerging.errors import InputError
-from tests.helpers import ROOT, TINY, env
+from tests.helpers import ROOT, TINY
 
-SMALL = ['--n_batch_train', '32', '--n_batch_init', '32', '--n_train', '64', '--epochs', '3',
-         '--epochs_full_valid', '2', '--epochs_full_sample', '100', '--n_test', '50']
+# one flow step of one level (the model does not matter here)
+SMALLEST_MODEL = [*TINY, '--n_levels', '1', '--depth', '1', '--width', '8']
+# one epoch of two steps, then a full validation (test.txt's line)
+SMALL = [*SMALLEST_MODEL, '--n_batch_train', '32', '--n_batch_init', '32', '--n_train', '64', '--epochs', '2',
+         '--epochs_full_valid', '1', '--epochs_full_sample', '100', '--n_test', '50']
 
 
 def images(n, size, seed=0):
@@ -25,7 +28,8 @@ def images(n, size, seed=0):
 
 
 def run_training(tmp_path, argv):
-    code, trainer = train.run([*argv, *TINY, *SMALL, '--logdir', str(tmp_path / 'logs')])
+    """train.py ARGV on the smallest model for one epoch, in-process: its trainer, once test.txt holds a line."""
+    code, trainer = train.run([*argv, *SMALL, '--logdir', str(tmp_path / 'logs')])
     assert code == 0
     lines = open(tmp_path / 'logs' / 'test.txt').read().splitlines()
     assert len(lines) == 2
@@ -75,15 +79,21 @@ def test_lsun_realnvp_random_crops(tmp_path):
     assert x.shape == (4, 8, 8, 3)
 
 
-@pytest.mark.slow
-def test_write_tfrecords_tool_round_trip(tmp_path):
+def test_write_tfrecords_tool_round_trip(tmp_path, monkeypatch):
+    """scripts/write_tfrecords.py, run in-process as its command line runs it, writes shards the reader reads
+    back as they were."""
     array = images(10, 8)
     np.save(tmp_path / 'x.npy', array)
     np.save(tmp_path / 'y.npy', np.arange(10))
+    script = os.path.join(ROOT, 'scripts', 'write_tfrecords.py')
+    monkeypatch.setattr(sys, 'path', list(sys.path))  # the script puts the repository first
     for split in ('train', 'validation'):
-        subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'write_tfrecords.py'), '--images',
-                        str(tmp_path / 'x.npy'), '--labels', str(tmp_path / 'y.npy'), '--out', str(tmp_path / 'd'),
-                        '--split', split, '--size', '8'], check=True, env=env(), capture_output=True)
+        monkeypatch.setattr(sys, 'argv', [script, '--images', str(tmp_path / 'x.npy'), '--labels',
+                                          str(tmp_path / 'y.npy'), '--out', str(tmp_path / 'd'), '--split', split,
+                                          '--size', '8'])
+        with pytest.raises(SystemExit) as exit_status:
+            runpy.run_path(script, run_name='__main__')
+        assert exit_status.value.code == 0
     data = get_data(DataConfig(problem='imagenet', data_dir=str(tmp_path / 'd'), image_size=8,
                                local_batch_train=10, local_batch_test=10, local_batch_init=10))
     x, y = next(iter(data.test))
@@ -121,8 +131,7 @@ def test_shard_with_other_image_size(tmp_path):
                             local_batch_test=4, local_batch_init=4))
 
 
-@pytest.mark.slow
-def test_corrupt_record_stops_cleanly(tmp_path):
+def test_corrupt_record_stops_cleanly(tmp_path, capsys):
     data_dir = tmp_path / 'data'
     [path] = write_shards(images(64, 8), np.zeros(64), str(data_dir), 'train')
     write_shards(images(16, 8), np.zeros(16), str(data_dir), 'validation')
@@ -130,15 +139,14 @@ def test_corrupt_record_stops_cleanly(tmp_path):
     record_length = len(raw) // 64  # records of one length
     raw[32 * record_length + 20] ^= 0xFF  # record 32's data: its framing is whole, so it is found when read
     open(path, 'wb').write(bytes(raw))
-    result = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), '--problem', 'celeba', '--data_dir',
-                             str(data_dir), '--image_size', '8', '--anchor_size', '8', '--n_batch_train', '8',
-                             '--n_batch_init', '8', '--n_train', '256', '--n_test', '10', '--epochs', '3', *TINY,
-                             '--logdir', str(tmp_path / 'logs')], env=env(), capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 2, result.stderr
+    code, _ = train.run(['--problem', 'celeba', '--data_dir', str(data_dir), '--image_size', '8', '--anchor_size',
+                         '8', '--n_batch_train', '8', '--n_batch_init', '8', '--n_train', '256', '--n_test', '10',
+                         '--epochs', '2', *SMALLEST_MODEL, '--logdir', str(tmp_path / 'logs')])
+    err = capsys.readouterr().err
+    assert code == 2, err
     assert f'bad input record in {path}: damaged: record 32 (counting from 0) fails its checksum (of the data)' \
-        in result.stderr, result.stderr
-    assert f'; {REWRITE} (' in result.stderr
+        in err, err
+    assert f'; {REWRITE} (' in err
     assert not os.path.exists(tmp_path / 'logs' / 'checkpoints')
 
 

@@ -15,8 +15,6 @@ from emerging.models.glow import Glow
 from emerging.runs.folder import best_checkpoint, pretrained_run, read_config
 from tests.helpers import TINY
 
-pytestmark = pytest.mark.slow  # they read a trained run
-
 BATCH = tf.constant(np.random.default_rng(7).integers(0, 256, [16, 8, 8, 3]), tf.uint8)
 LABELS = tf.zeros([16], tf.int32)
 
@@ -25,6 +23,13 @@ def loss(model):
     return model.losses_per_example(BATCH, LABELS, noise=False)['loss'].numpy()
 
 
+@pytest.fixture(scope='module')
+def runs(trained_digits_run):
+    """The trained run loaded with each of its weights, once for every test that only reads them."""
+    return {weights: emerging.load_run(trained_digits_run, weights) for weights in ('best', 'latest', 'polyak')}
+
+
+@pytest.mark.slow
 def test_config_json_describes_the_run(trained_digits_run):
     with open(os.path.join(trained_digits_run, 'config.json')) as f:
         config = json.load(f)
@@ -35,8 +40,8 @@ def test_config_json_describes_the_run(trained_digits_run):
         assert json.loads(f.readline()) == config['hparams']
 
 
-def test_weights_best_latest_polyak(trained_digits_run):
-    runs = {weights: emerging.load_run(trained_digits_run, weights) for weights in ('best', 'latest', 'polyak')}
+@pytest.mark.slow
+def test_weights_best_latest_polyak(trained_digits_run, runs):
     assert runs['best'].checkpoint.endswith(os.path.join('best', 'ckpt-2'))
     assert runs['latest'].checkpoint.endswith('ckpt-3') == runs['polyak'].checkpoint.endswith('ckpt-3') is True
     losses = {weights: loss(run.model) for weights, run in runs.items()}
@@ -54,23 +59,30 @@ def test_weights_best_latest_polyak(trained_digits_run):
     np.testing.assert_array_equal(loss(explicit.model), losses['best'])
 
 
-def test_a_run_without_config_json_is_read_from_train_txt(trained_digits_run, tmp_path):
+@pytest.mark.slow
+def test_a_run_without_config_json_is_read_from_train_txt(trained_digits_run, runs, tmp_path):
     copy = str(tmp_path / 'run')
     shutil.copytree(trained_digits_run, copy)
     os.remove(os.path.join(copy, 'config.json'))
     model_config, hparams = read_config(copy)
     assert model_config == read_config(trained_digits_run)[0]
-    np.testing.assert_array_equal(loss(emerging.load_run(copy).model),
-                                  loss(emerging.load_run(trained_digits_run).model))
+    np.testing.assert_array_equal(loss(emerging.load_run(copy).model), loss(runs['best'].model))
 
 
-def test_what_is_not_there_is_named(trained_digits_run, tmp_path):
+def test_a_missing_run_is_named(tmp_path):
+    """No folder, a folder without config.json or train.txt, an unknown pretrained name: each an error naming it."""
     with pytest.raises(InputError, match='is not a folder'):
         emerging.load_run(str(tmp_path / 'nothing'))
     empty = tmp_path / 'empty'
     empty.mkdir()
     with pytest.raises(InputError, match='neither config.json nor train.txt'):
         emerging.load_run(str(empty))
+    with pytest.raises(ValueError, match="unknown pretrained model 'imagenet'"):
+        pretrained_run('imagenet')
+
+
+@pytest.mark.slow
+def test_what_is_not_there_is_named(trained_digits_run, runs, tmp_path):
     no_checkpoints = str(tmp_path / 'no_checkpoints')
     shutil.copytree(trained_digits_run, no_checkpoints, ignore=shutil.ignore_patterns('checkpoints', 'best'))
     with pytest.raises(InputError, match='has no best checkpoint'):
@@ -79,7 +91,7 @@ def test_what_is_not_there_is_named(trained_digits_run, tmp_path):
         emerging.load_run(no_checkpoints, 'latest')
     with pytest.raises(ValueError, match="unknown weights 'last'"):
         emerging.load_run(trained_digits_run, 'last')
-    weights_only = tf.train.Checkpoint(model=emerging.load_run(trained_digits_run).model).write(
+    weights_only = tf.train.Checkpoint(model=runs['best'].model).write(
         str(tmp_path / 'weights_only'))
     with pytest.raises(ValueError, match='no optimiser state, so no Polyak averages'):
         emerging.load_run(trained_digits_run, 'polyak', checkpoint=weights_only)
@@ -91,11 +103,10 @@ def test_what_is_not_there_is_named(trained_digits_run, tmp_path):
         emerging.load_run(trained_digits_run, checkpoint=mismatched)
     with pytest.raises(InputError, match='no checkpoint at'):
         emerging.load_run(trained_digits_run, checkpoint=str(tmp_path / 'missing.ckpt'))
-    with pytest.raises(ValueError, match="unknown pretrained model 'imagenet'"):
-        pretrained_run('imagenet')
 
 
-def test_fine_tuning_starts_from_the_other_runs_weights(trained_digits_run, tmp_path):
+@pytest.mark.slow
+def test_fine_tuning_starts_from_the_other_runs_weights(trained_digits_run, runs, tmp_path):
     """train.py --restore_path OTHER/model_best_loss.ckpt (the run's best, by the original's name) on other data,
     fresh logdir: no re-initialisation, fresh counters; the first loss is the other run's on the same batch, not a
     fresh model's."""
@@ -107,7 +118,7 @@ def test_fine_tuning_starts_from_the_other_runs_weights(trained_digits_run, tmp_
     other_data = ['--problem', 'celeba', '--data_dir', data_dir, '--image_size', '8', '--anchor_size', '8',
                   '--n_batch_train', '16', '--n_batch_init', '16', '--n_train', '32', '--n_test', '50']
     architecture = [*TINY, '--flow_permutation', '3', '--flow_coupling', '1', '--learnprior']
-    source = emerging.load_run(trained_digits_run)
+    source = runs['best']
     best = os.path.join(trained_digits_run, 'model_best_loss.ckpt')
     code, tuned = train_module.run([*other_data, *architecture, '--epochs', '1', '--restore_path', best,
                                     '--logdir', str(tmp_path / 'tuned')])

@@ -10,8 +10,6 @@ import emerging
 from emerging.cli.command import main
 from emerging.runs.folder import pretrained_run
 
-pytestmark = pytest.mark.slow  # a few seconds each; they load the shipped model
-
 
 def cli(capsys, *args):
     code = main(list(args))
@@ -39,6 +37,7 @@ def test_loaded_by_name():
         emerging.load_pretrained('faces')
 
 
+@pytest.mark.slow
 def test_evaluate_matches_its_log(capsys):
     with open(os.path.join(pretrained_run('digits'), 'test.txt')) as f:
         best = min(float(json.loads(line)['bits_x']) for line in f.read().splitlines()[1:])
@@ -48,6 +47,7 @@ def test_evaluate_matches_its_log(capsys):
     assert abs(value - best) < 0.01
 
 
+@pytest.mark.slow
 def test_sample_interpolate_manipulate_export(capsys, tmp_path):
     code, _, err = cli(capsys, 'sample', '--pretrained', 'digits', '--n', '6', '--temperatures', '0.7',
                        '--seed', '1', '--out', str(tmp_path / 's.npy'))
@@ -64,6 +64,10 @@ def test_sample_interpolate_manipulate_export(capsys, tmp_path):
     code, _, err = cli(capsys, 'export', '--pretrained', 'digits', '--export_dir', str(tmp_path / 'saved'))
     assert code == 0, err
     assert os.path.exists(tmp_path / 'saved' / 'saved_model.pb')
+
+
+def test_what_the_shipped_models_lack_is_named(capsys, tmp_path):
+    """Weights it does not ship (only its best) and a model that is not shipped: exit code 2 naming them."""
     code, _, err = cli(capsys, 'sample', '--pretrained', 'digits', '--weights', 'latest', '--out',
                        str(tmp_path / 'x.png'))
     assert code == 2 and 'checkpoints' in err

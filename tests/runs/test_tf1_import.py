@@ -7,20 +7,21 @@ objective with a direct transcription of the original's graph in raw TF ops.
 """
 import math
 import os
-import subprocess
+import runpy
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from emerging.cli import train as train_cli
 from emerging.errors import InputError
 from emerging.models.base import standard_normal_log_prob
 from emerging.models.config import GlowConfig
 from emerging.models.glow import Glow
 from emerging.runs.folder import best_checkpoint
 from emerging.runs.tf1_import import CheckpointMismatch, import_tf1_checkpoint
-from tests.helpers import DIGITS, ROOT, TINY, env, train
+from tests.helpers import DIGITS, ROOT, TINY
 
 HIDDEN = 96  # hidden depth of the autoregressive layers
 
@@ -315,38 +316,47 @@ def test_import_tf1_exits_2_naming_the_damaged_file(tmp_path, capsys, how):
     assert not out.exists() or not os.listdir(out)
 
 
+def script(monkeypatch, capsys, name, *args):
+    """(exit code, stdout, stderr) of scripts/NAME ARGS, run in-process as its command line runs it."""
+    path = os.path.join(ROOT, 'scripts', name)
+    monkeypatch.setattr(sys, 'argv', [path, *args])
+    monkeypatch.setattr(sys, 'path', list(sys.path))  # the script puts the repository first
+    with pytest.raises(SystemExit) as exit_status:
+        runpy.run_path(path, run_name='__main__')
+    captured = capsys.readouterr()
+    return exit_status.value.code, captured.out, captured.err
+
+
 @pytest.mark.slow
-def test_script_output_feeds_inference_and_export(tmp_path):
-    """import -> train.py --inference -> scripts/export_savedmodel.py, as a user would."""
+def test_script_output_feeds_inference_and_export(tmp_path, capsys, monkeypatch):
+    """import -> train.py --inference -> scripts/export_savedmodel.py, as a user would (in-process: a SavedModel
+    in a fresh process is tests/cli/test_train.py's)."""
     flags = [*DIGITS, *TINY, '--flow_permutation', '3', '--flow_coupling', '1', '--learnprior']
     config = GlowConfig(image_shape=(8, 8, 3), n_levels=2, depth=2, width=16, flow_permutation=3,
                          flow_coupling=1, learnprior=True)
     variables = original_variables(config, np.random.default_rng(4))
     prefix = write_tf1_checkpoint(tmp_path / 'tf1' / 'model_best_loss.ckpt', variables)
     out = tmp_path / 'imported'
-    script = os.path.join(ROOT, 'scripts', 'import_tf1_checkpoint.py')
-
-    def run(*args):
-        return subprocess.run([sys.executable, *args], cwd=ROOT, env=env(), capture_output=True, text=True,
-                              timeout=600)
-
-    result = run(script, *flags, '--tf1_checkpoint', prefix, '--logdir', str(out))
-    assert result.returncode == 0, result.stderr
-    assert f'imported {len(variables)} variables' in result.stdout
+    code, stdout, stderr = script(monkeypatch, capsys, 'import_tf1_checkpoint.py', *flags, '--tf1_checkpoint',
+                                  prefix, '--logdir', str(out))
+    assert code == 0, stderr
+    assert f'imported {len(variables)} variables' in stdout
     assert best_checkpoint(str(out)) is not None and (out / 'train.txt').exists()
     # a second import into the same folder refuses instead of overwriting
-    again = run(script, *flags, '--tf1_checkpoint', prefix, '--logdir', str(out))
-    assert again.returncode != 0 and 'must be a new folder' in again.stderr
+    code, _, stderr = script(monkeypatch, capsys, 'import_tf1_checkpoint.py', *flags, '--tf1_checkpoint', prefix,
+                             '--logdir', str(out))
+    assert code != 0 and 'must be a new folder' in stderr
     # a mismatching architecture is refused, naming the flag to check, and writes nothing
-    wrong = run(script, *[f if f != '3' else '2' for f in flags], '--tf1_checkpoint', prefix,
-                '--logdir', str(tmp_path / 'wrong'))
-    assert wrong.returncode == 2 and 'emerging/W1' in wrong.stderr and '--flow_permutation' in wrong.stderr
+    code, _, stderr = script(monkeypatch, capsys, 'import_tf1_checkpoint.py', *[f if f != '3' else '2' for f in flags],
+                             '--tf1_checkpoint', prefix, '--logdir', str(tmp_path / 'wrong'))
+    assert code == 2 and 'emerging/W1' in stderr and '--flow_permutation' in stderr
     assert not (tmp_path / 'wrong').exists()
 
-    train([*flags, '--inference', '--logdir', str(out)])
+    code, _ = train_cli.run([*flags, '--inference', '--logdir', str(out)])
+    assert code == 0, capsys.readouterr().err
     x, recon = np.load(out / 'x.npy'), np.load(out / 'recon.npy')
     assert np.abs(x.astype(int) - recon.astype(int)).max() <= 1
-    export = run(os.path.join(ROOT, 'scripts', 'export_savedmodel.py'), '--logdir', str(out),
-                 '--export_dir', str(tmp_path / 'saved'))
-    assert export.returncode == 0, export.stderr
+    code, _, stderr = script(monkeypatch, capsys, 'export_savedmodel.py', '--logdir', str(out), '--export_dir',
+                             str(tmp_path / 'saved'))
+    assert code == 0, stderr
     assert (tmp_path / 'saved' / 'saved_model.pb').exists()

@@ -8,8 +8,6 @@ import pytest
 
 from tests.helpers import ROOT, env
 
-pytestmark = pytest.mark.slow  # end-to-end: subprocesses and real training runs
-
 
 def run_script(name, *args):
     result = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', name), *args], cwd=ROOT, env=env(),
@@ -18,6 +16,7 @@ def run_script(name, *args):
     return result.stdout
 
 
+@pytest.mark.slow
 def test_bench_train_prints_every_table_and_the_summary_line():
     out = run_script('bench_train.py', '--depth', '1', '--width', '8', '--steps', '1', '--repeats', '1',
                      '--no_memory')
@@ -59,6 +58,7 @@ def test_step_flops_match_tensorflows_count_of_the_forward_pass():
     assert 0.95 * per_two_images <= analytic <= per_two_images, (analytic, per_two_images)
 
 
+@pytest.mark.slow
 def test_bench_sampling_prints_the_ratios_profiles_and_the_summary_line(tmp_path):
     out = run_script('bench_sampling.py', '--sizes', '8,16', '--widths', '8', '--batch', '2', '--depth', '1',
                      '--levels', '2', '--repeats', '1', '--profile', str(tmp_path))
@@ -70,6 +70,7 @@ def test_bench_sampling_prints_the_ratios_profiles_and_the_summary_line(tmp_path
                      out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_bench_inverse_matches_the_reference_and_prints_the_summary_line():
     for flags in ([], ['--xla']):
         out = run_script('bench_inverse.py', '--batch', '3', '--repeats', '1', *flags)
@@ -79,6 +80,8 @@ def test_bench_inverse_matches_the_reference_and_prints_the_summary_line():
         assert last and float(last[1]) < 1e-4, out
 
 
+@pytest.mark.slow
+@pytest.mark.serial  # mpiexec -n 2: two processes of its own
 def test_bench_horovod_runs_one_and_two_processes():
     import horovod.tensorflow  # noqa: F401
     out = run_script('bench_horovod.py', '--depth', '1', '--width', '8', '--steps', '1', '--repeats', '1',
@@ -88,6 +91,7 @@ def test_bench_horovod_runs_one_and_two_processes():
     assert re.search(r'^horovod scaling efficiency \(2 processes\): \d\.\d\d$', out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_profile_step_names_the_ops(tmp_path):
     out = run_script('profile_step.py', '--flow_permutation', '3', '--depth', '1', '--width', '8', '--steps', '1',
                      '--out', str(tmp_path / 'trace'))
@@ -96,9 +100,10 @@ def test_profile_step_names_the_ops(tmp_path):
     assert list((tmp_path / 'trace' / 'plugins' / 'profile').glob('*/*.xplane.pb'))
 
 
+@pytest.mark.slow
 def test_bench_resflow_prints_the_memory_table_and_both_ratios():
-    out = run_script('bench_resflow.py', '--idim', '8', '--nblocks', '1-1-1', '--terms', '2', '--batch', '2',
-                     '--steps', '1', '--repeats', '1')
+    out = run_script('bench_resflow.py', '--idim', '8', '--nblocks', '1-1-1', '--fc_idim', '8', '--terms', '2',
+                     '--batch', '2', '--steps', '1', '--repeats', '1')
     for row in ('backprop', 'neumann', 'neumann + mem_eff', 'Residual Flow, fc_end True', '1x1 Glow, K='):
         assert row in out
     last = out.strip().splitlines()[-3:]

@@ -1,6 +1,7 @@
 """The GPU path on a machine without GPUs: scripts/setup.sh --gpu stops at its checks or, with fakes of the driver,
 the CUDA toolkit and NCCL, prints its commands in a dry run; scripts/check_gpu.py stops without a GPU and runs its
-train step on the CPU with --allow_cpu, on one process and under mpiexec.
+train step on the CPU with --allow_cpu on one process (under `mpiexec -n 2`: tests/training/test_horovod.py, with the
+other two-process checks in one launch).
 
 setup.sh runs as a copy in a temporary folder (with requirements.txt and setup.py beside it), so its virtualenv is
 a temporary one; no test installs or builds anything.
@@ -13,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.helpers import ROOT, env, mpiexec_command, run_script
+from tests.helpers import ROOT, env, run_script
 
 TINY = ['--image_size', '8', '--batch', '4', '--n_levels', '2', '--depth', '1', '--width', '8']
 GPU_LINE = 'GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-00000000-0000-0000-0000-000000000000)'
@@ -195,7 +196,8 @@ def test_check_gpu_without_a_gpu_stops_before_building_anything():
 
 
 def step_lines(out, rank, processes):
-    """Checks the lines of one rank: Horovod's process line, the build line, the timing line (returns its loss)."""
+    """Checks the lines of one rank: Horovod's process line, the build line, the timing line (returns its loss).
+    tests/training/test_horovod.py checks the two ranks of its mpiexec launch with it."""
     assert f'rank {rank}: Horovod: process {rank} of {processes}; TensorFlow ' in out
     assert re.search(rf'^rank {rank}: Horovod 0\.28\.1 built with (NCCL [\d.]+|no NCCL), (no )?CUDA, MPI, Gloo; '
                      r'controller MPI$', out, re.M), out
@@ -211,13 +213,3 @@ def test_check_gpu_allow_cpu_runs_the_step_on_the_cpu():
     out = run_script('check_gpu.py', [*TINY, '--allow_cpu']).stdout
     assert "rank 0: no GPU visible to TensorFlow: CUDA_VISIBLE_DEVICES='' hides every GPU; running on CPU:0" in out
     step_lines(out, 0, 1)
-
-
-@pytest.mark.slow
-def test_check_gpu_under_mpiexec_prints_every_rank_and_averages_the_loss():
-    command = mpiexec_command(2) + [sys.executable, os.path.join(ROOT, 'scripts', 'check_gpu.py'), *TINY,
-                                    '--allow_cpu']
-    result = subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    losses = [step_lines(result.stdout, rank, 2) for rank in range(2)]
-    assert losses[0] == losses[1]  # the statistics are averaged over both processes by Horovod's allreduce

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from emerging.cli import train as train_cli
 from emerging.data.images import Data
 from emerging.models.config import GlowConfig
 from emerging.models.glow import Glow
@@ -12,9 +13,10 @@ from emerging.training.config import TrainConfig
 from emerging.training.distributed import Distributed
 from emerging.training.loop import Trainer
 from emerging.training.optim import DynamicLossScale
-from tests.helpers import DIGITS, TINY, train
+from tests.helpers import DIGITS, TINY
 
 SHAPE = (8, 8, 3)
+MODEL = dict(image_shape=SHAPE, n_levels=2, depth=2, width=16, flow_permutation=3, flow_coupling=1, learnprior=True)
 
 
 def images(n, seed=0):
@@ -22,7 +24,8 @@ def images(n, seed=0):
 
 
 def make_trainer(tmp_path, compute_dtype, flow_permutation=3):
-    model = Glow(GlowConfig(image_shape=SHAPE, n_levels=2, depth=2, width=16, flow_permutation=flow_permutation,
+    """A trainer of a model of one flow step per level (the fewest that still has every kind of layer)."""
+    model = Glow(GlowConfig(image_shape=SHAPE, n_levels=2, depth=1, width=8, flow_permutation=flow_permutation,
                              flow_coupling=1, learnprior=True, compute_dtype=compute_dtype))
     init = (images(32), np.zeros([32], np.int32))
     data = Data(train=tf.data.Dataset.from_tensors(init).repeat(), test=tf.data.Dataset.from_tensors(init).repeat(),
@@ -49,21 +52,31 @@ def test_loss_scale_grows_after_finite_steps_and_halves_on_overflow():
         DynamicLossScale(initial_scale=0.5)
 
 
-@pytest.mark.parametrize('compute_dtype', ['bfloat16', 'float16'])
-def test_model_round_trips_and_stays_close_to_float32(compute_dtype):
-    kwargs = dict(image_shape=SHAPE, n_levels=2, depth=2, width=16, flow_permutation=3, flow_coupling=1,
-                  learnprior=True)
-    model, reference = Glow(GlowConfig(**kwargs, compute_dtype=compute_dtype)), Glow(GlowConfig(**kwargs))
+@pytest.fixture(scope='module')
+def float32_reference():
+    """The float32 model every compute dtype is compared with, built once: (its images, its variables' values,
+    its bits per dim of the images).  Its weights are moved away from the identity init, so that the coupling
+    networks matter."""
+    reference = Glow(GlowConfig(**MODEL))
     tf.random.set_seed(0)  # the init batch's dequantisation noise: the round-trip error depends on the weights
     x = tf.constant(images(32))
     reference.initialize(x)
-    model.initialize(x)
     rng = np.random.default_rng(1)
-    for w_ref, w in zip(reference.variables, model.variables):
-        value = w_ref.numpy()
-        if w_ref.dtype.is_floating:  # away from the identity init, so the networks matter
-            value = value + rng.normal(0., 0.02, value.shape).astype(value.dtype)
-        w_ref.assign(value)
+    for w in reference.variables:
+        if w.dtype.is_floating:
+            w.assign(w.numpy() + rng.normal(0., 0.02, w.shape).astype(w.dtype.as_numpy_dtype))
+    values = [w.numpy() for w in reference.variables]
+    return x, values, reference.losses_per_example(x, noise=False)['bits_x'].numpy()
+
+
+@pytest.mark.parametrize('compute_dtype', ['bfloat16', 'float16'])
+def test_model_round_trips_and_stays_close_to_float32(float32_reference, compute_dtype):
+    """With the float32 reference's weights, the networks' convolutions run in the compute dtype, the model still
+    inverts and its bits per dim are close to, but not, the reference's."""
+    x, values, bits_ref = float32_reference
+    model = Glow(GlowConfig(**MODEL, compute_dtype=compute_dtype))
+    model.initialize(x)
+    for value, w in zip(values, model.variables):
         w.assign(value)
     assert all(w.dtype == tf.float32 for w in model.trainable_variables)
     # the coupling networks' convolutions (2 per step, 4 steps) run in compute_dtype, the rest in float32
@@ -81,26 +94,39 @@ def test_model_round_trips_and_stays_close_to_float32(compute_dtype):
     recon = model.decode(model.encode(x)).numpy().astype(int)  # far below one of the 256 bins
     assert np.abs(recon - x.numpy()).max() <= 1 and np.mean(recon == x.numpy()) > 0.99
     bits = model.losses_per_example(x, noise=False)['bits_x'].numpy()
-    bits_ref = reference.losses_per_example(x, noise=False)['bits_x'].numpy()
     assert not np.array_equal(bits, bits_ref)
     np.testing.assert_allclose(bits, bits_ref, atol=0.02)
 
 
+STEP_IMAGES = images(16, seed=2)
+
+
+def changed_by_three_steps(trainer):
+    """Which trainable weights three train steps change (all finite, as the statistics)."""
+    x, y = tf.constant(STEP_IMAGES), tf.zeros([16], tf.int32)
+    before = [w.numpy() for w in trainer.model.trainable_variables]
+    for _ in range(3):  # the zero-initialised last layers first, then everything
+        assert np.all(np.isfinite(trainer.train_step(x, y, tf.constant(1e-3)).numpy()))
+    after = [w.numpy() for w in trainer.model.trainable_variables]
+    assert all(np.all(np.isfinite(w)) for w in after)
+    return [not np.array_equal(a, b) for a, b in zip(before, after)]
+
+
+@pytest.fixture(scope='module')
+def changed_in_float32(tmp_path_factory):
+    """What three float32 train steps change, computed once for every compute dtype (no loss scale there)."""
+    trainer = make_trainer(tmp_path_factory.mktemp('float32'), 'float32')
+    assert trainer.loss_scale is None
+    return changed_by_three_steps(trainer)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('compute_dtype', ['bfloat16', 'float16'])
-def test_train_steps_update_the_float32_weights_as_float32_does(tmp_path, compute_dtype):
-    x, y = tf.constant(images(16, seed=2)), tf.zeros([16], tf.int32)
-    changed = {}
-    for dtype in ('float32', compute_dtype):
-        trainer = make_trainer(tmp_path / dtype, dtype)
-        assert (trainer.loss_scale is not None) == (dtype == 'float16')
-        before = [w.numpy() for w in trainer.model.trainable_variables]
-        for _ in range(3):  # the zero-initialised last layers first, then everything
-            assert np.all(np.isfinite(trainer.train_step(x, y, tf.constant(1e-3)).numpy()))
-        after = [w.numpy() for w in trainer.model.trainable_variables]
-        assert all(np.all(np.isfinite(w)) for w in after)
-        changed[dtype] = [not np.array_equal(a, b) for a, b in zip(before, after)]
-    assert changed[compute_dtype] == changed['float32'] and sum(changed['float32']) > 0.9 * len(after)
+def test_train_steps_update_the_float32_weights_as_float32_does(tmp_path, changed_in_float32, compute_dtype):
+    trainer = make_trainer(tmp_path, compute_dtype)
+    assert (trainer.loss_scale is not None) == (compute_dtype == 'float16')
+    changed = changed_by_three_steps(trainer)
+    assert changed == changed_in_float32 and sum(changed_in_float32) > 0.9 * len(changed)
 
 
 def test_float16_overflow_skips_the_step_and_halves_the_scale(tmp_path):
@@ -121,20 +147,23 @@ def test_float16_overflow_skips_the_step_and_halves_the_scale(tmp_path):
 
 @pytest.mark.slow
 def test_train_py_float16_saves_and_resumes_the_loss_scale(tmp_path):
-    args = [*DIGITS, *TINY, '--flow_coupling', '1', '--compute_dtype', 'float16', '--epochs_full_sample', '2',
-            '--logdir', str(tmp_path)]
-    train([*args, '--epochs', '3'])
+    """train.py --compute_dtype float16 (in-process) checkpoints its loss scale, samples, resumes and exports."""
+    args = [*DIGITS, *TINY, '--depth', '1', '--width', '8', '--flow_coupling', '1', '--compute_dtype', 'float16',
+            '--epochs_full_sample', '1', '--logdir', str(tmp_path)]
+    code, _ = train_cli.run([*args, '--epochs', '2'])
+    assert code == 0
     checkpoint = tf.train.latest_checkpoint(os.path.join(tmp_path, 'checkpoints'))
     names = [name for name, _ in tf.train.list_variables(checkpoint)]
     assert any(name.startswith('loss_scale/scale') for name in names), names
     scale = tf.train.load_checkpoint(checkpoint).get_tensor('loss_scale/scale/.ATTRIBUTES/VARIABLE_VALUE')
     assert 1. <= scale <= 2. ** 15
-    assert os.path.exists(os.path.join(tmp_path, 'epoch_2_sample_7.png'))
+    assert os.path.exists(os.path.join(tmp_path, 'epoch_1_sample_7.png'))
     export_dir = str(tmp_path / 'savedmodel')
-    train([*args, '--epochs', '4', '--resume', '--export_dir', export_dir])
+    code, _ = train_cli.run([*args, '--epochs', '3', '--resume', '--export_dir', export_dir])
+    assert code == 0
     with open(os.path.join(tmp_path, 'train.txt')) as f:
         lines = f.read().splitlines()
-    assert '"compute_dtype": "float16"' in lines[0] and len(lines) == 4
+    assert '"compute_dtype": "float16"' in lines[0] and len(lines) == 3
     loaded = tf.saved_model.load(export_dir)
     x = tf.constant(images(4))
     bits = loaded.bits_per_dim(x)['bits_x'].numpy()
