@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import ROOT, env
 
 PACKAGE = os.path.join(ROOT, 'emerging')
@@ -111,6 +113,7 @@ def test_no_import_cycle():
     assert not cycles, '\n'.join(cycles)
 
 
+@pytest.mark.slow
 def test_every_module_imports_in_a_fresh_process():
     names = sorted(m for m in modules() if not m.endswith('__main__'))
     code = ('import importlib, sys\n'

@@ -3,6 +3,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from emerging import quiet
 from tests.helpers import ROOT, env
 
@@ -44,6 +46,7 @@ def test_the_first_import_keeps_real_lines_and_drops_the_noise(tmp_path):
     assert result.stderr.splitlines() == expected
 
 
+@pytest.mark.slow
 def test_a_command_on_this_machine_prints_no_cuda_noise():
     code = 'import emerging, tensorflow as tf; print(int(tf.reduce_sum(tf.ones([3]))))'
     result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env(), capture_output=True, text=True,

@@ -191,6 +191,7 @@ def shards(tmp_path, bad_record=None):
 
 
 @pytest.mark.parametrize('bad_record', [0, 40])
+@pytest.mark.slow
 def test_a_record_of_the_wrong_length_is_named(tmp_path, capsys, bad_record):
     data_dir, path = shards(tmp_path, bad_record)
     code, err, _ = train_py(capsys, '--problem', 'celeba', '--data_dir', data_dir, '--image_size', '8',

@@ -105,6 +105,7 @@ def test_resume_of_a_run_it_cannot_continue_names_the_file_and_changes_nothing(t
     assert snapshot(run) == before
 
 
+@pytest.mark.slow
 def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it_afresh(tmp_path, capsys):
     """What a kill before the first checkpoint leaves (config.json, TensorBoard, the logs' hyperparameter lines):
     --resume trains from the first epoch, as into a new folder."""

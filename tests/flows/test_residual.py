@@ -173,6 +173,7 @@ def test_evaluation_estimate_for_a_fixed_probe_is_the_matrix_logarithm(fc, monke
                                           ('poisson', dict(grad_in_forward=True)),
                                           ('poisson', dict(neumann_grad=False, grad_in_forward=True)),
                                           ('geometric', dict())])
+@pytest.mark.slow
 def test_training_estimate_for_fixed_draws_is_the_weighted_series(n_dist, mode, monkeypatch):
     """Fixed probe and fixed roulette draws N = (3, 1): n = 3 + n_exact_terms terms with the roulette
     weights, sum_k (-1)^(k+1) / k w_k v^T J^k v, whatever the gradient mode."""
@@ -209,6 +210,7 @@ def test_truncated_series_is_deterministic_for_a_fixed_probe(n_power_series, neu
 
 @pytest.mark.parametrize('fc', [False, True])
 @pytest.mark.parametrize('n_dist', ['poisson', 'geometric'])
+@pytest.mark.slow
 def test_log_det_estimates_are_unbiased(fc, n_dist):
     """Mean of 300 training estimates (with the default 2 exact terms, and with none: then every term,
     the large first one too, hangs on the roulette weights) and of 300 evaluation estimates within 3
@@ -250,6 +252,7 @@ def gradient_draws(layer, x, n):
                                       (True, dict(neumann_grad=True, grad_in_forward=True)),
                                       (True, dict(neumann_grad=False, grad_in_forward=False)),
                                       (False, dict(neumann_grad=True, grad_in_forward=False))])
+@pytest.mark.slow
 def test_log_det_gradient_is_unbiased(fc, mode):
     """Mean of 200 gradients of mean(training log-det) against the gradient of mean(brute-force log-det),
     with respect to x and every variable, on a batch of 32 (each example brings its own probe, so the
@@ -281,6 +284,7 @@ def test_log_det_gradient_is_unbiased(fc, mode):
 
 
 @pytest.mark.parametrize('neumann_grad', [True, False])
+@pytest.mark.slow
 def test_gradient_in_the_forward_pass_equals_the_plain_gradient(neumann_grad):
     """Same seed inside the same tf.function: identical draws, so grad_in_forward must give the same
     log-det and the same gradients (x and every variable) as grad_in_forward=False; a different seed

@@ -80,6 +80,7 @@ def test_the_valid_shard_checks(shard):
 
 @settings(parent=FUZZ, max_examples=60)  # each example starts TensorFlow's reader on every record
 @given(data=st.data())
+@pytest.mark.slow
 def test_tfrecord_shard(shard, data):
     data_dir, path, valid = shard
     lengths = st.sampled_from([0, 1, 11, 100, 2 ** 31, 2 ** 32 + 5, 2 ** 62, 2 ** 64 - 1])
@@ -140,6 +141,7 @@ def test_plot_log(tmp_path, data):
 
 @settings(parent=FUZZ, max_examples=15)  # matplotlib takes about a second per figure
 @given(data=st.one_of(mutated(LOG), changed_log()))
+@pytest.mark.slow
 def test_plot_log_drawn(tmp_path, data):
     holds('plot_log', data, plot, str(tmp_path), data)
 

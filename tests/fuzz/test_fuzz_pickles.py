@@ -81,6 +81,7 @@ def read_torch_pickle(folder, data):
 
 @FUZZ
 @given(data=st.one_of(mutated(TORCH_PICKLE), fields_changed(TORCH_PICKLE)))
+@pytest.mark.slow
 def test_torch_checkpoint_pickles(folder, data):
     holds('torch_pickle', data, read_torch_pickle, folder, data)
 

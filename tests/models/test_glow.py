@@ -194,6 +194,7 @@ def test_classifier_loss_when_weight_y():
     np.testing.assert_array_equal(plain.losses_per_example(x)['pred_loss'].numpy(), 1.)
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_gives_same_gradients():
     x = uniform_images(4)
     grads, reference = [], None

@@ -77,6 +77,7 @@ def log_normal(z):
 
 
 @pytest.mark.parametrize('factor_out, squeeze_first, fc_end', list(itertools.product([False, True], repeat=3)))
+@pytest.mark.slow
 def test_log_det_is_the_change_of_variables(factor_out, squeeze_first, fc_end, monkeypatch):
     """Two scales in every case (16x16 with squeeze_first, so that factor_out still splits)."""
     model, images = tiny(image_shape=(16, 16, 1) if squeeze_first else (8, 8, 1), factor_out=factor_out,
@@ -115,6 +116,7 @@ def test_log_det_is_the_change_of_variables(factor_out, squeeze_first, fc_end, m
     np.testing.assert_allclose(losses['loss'].numpy(), bits, rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_log_det_estimates_are_unbiased_at_the_model_level():
     """The real estimators: the mean of 100 evaluation and of 100 training estimates of the model's log-det
     within 3 standard errors (+1e-3) of the full Jacobian's."""
@@ -134,6 +136,7 @@ def test_log_det_estimates_are_unbiased_at_the_model_level():
 @pytest.mark.parametrize('overrides', [dict(), dict(factor_out=True, fc_end=False),
                                        dict(image_shape=(16, 16, 3), squeeze_first=True),
                                        dict(image_shape=(8, 8, 1), squeeze_first=True, n_bits_x=5)])
+@pytest.mark.slow
 def test_encode_decode_and_sampling(overrides):
     model, images = tiny(**overrides)
     if model.config.n_bits_x < 8:  # images on the n_bits_x grid (decode returns the bin's lowest value)
@@ -158,6 +161,7 @@ def test_encode_decode_and_sampling(overrides):
 
 @pytest.mark.parametrize('overrides', [dict(), dict(mem_eff=False), dict(neumann_grad=False, mem_eff=False),
                                        dict(n_power_series=2, factor_out=True)])
+@pytest.mark.slow
 def test_losses_and_their_gradients_are_finite(overrides):
     model, images = tiny(**overrides)
     for training in (False, True):
@@ -187,6 +191,7 @@ def test_parameter_counts():
     assert counts['total'] == counts['residual'] + counts['rest']
 
 
+@pytest.mark.slow
 def test_structure_follows_the_public_code():
     model, _ = tiny(image_shape=(28, 28, 1), n_blocks=(2, 2, 2, 2), fc_nblocks=4)
     assert n_scales(model.config) == 3  # 28 -> 14 -> 7; a fourth scale would be 3 pixels wide

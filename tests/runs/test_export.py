@@ -69,6 +69,7 @@ def conditional(tmp_path_factory):
     return model, export_savedmodel(model, str(tmp_path_factory.mktemp('conditional')))
 
 
+@pytest.mark.slow
 def test_an_unconditional_model_in_a_fresh_process(unconditional, tmp_path):
     model, export_dir = unconditional
     x = images()
@@ -97,6 +98,7 @@ def test_an_unconditional_model_in_a_fresh_process(unconditional, tmp_path):
     assert set(warnings) <= {TENSORFLOW_IMPORT_WARNING}, out.stderr
 
 
+@pytest.mark.slow
 def test_a_class_conditional_model_needs_its_labels(conditional):
     model, export_dir = conditional
     loaded = tf.saved_model.load(export_dir)
@@ -116,6 +118,7 @@ def test_a_class_conditional_model_needs_its_labels(conditional):
     assert loaded.sample(tf.ones([N]), y)['x'].shape == (N, *SHAPE)
 
 
+@pytest.mark.slow
 def test_a_residual_flow_takes_no_labels(tmp_path):
     model = built(ResFlowConfig(image_shape=SHAPE, n_blocks=(1, 1), idim=8, fc_idim=8, fc_nblocks=1))
     loaded = tf.saved_model.load(export_savedmodel(model, str(tmp_path / 'resflow')))

@@ -185,6 +185,7 @@ def test_check_gpu_help_and_bad_flags_answer_without_tensorflow():
     assert 'check_gpu.py: error: --image_size 12 is not divisible by 2^n_levels = 8' in result.stderr
 
 
+@pytest.mark.slow
 def test_check_gpu_without_a_gpu_stops_before_building_anything():
     result = run_script('check_gpu.py', TINY, check=False)
     assert result.returncode == 2, result.stdout + result.stderr

@@ -129,6 +129,7 @@ def test_train_steps_update_the_float32_weights_as_float32_does(tmp_path, change
     assert changed == changed_in_float32 and sum(changed_in_float32) > 0.9 * len(changed)
 
 
+@pytest.mark.slow
 def test_float16_overflow_skips_the_step_and_halves_the_scale(tmp_path):
     trainer = make_trainer(tmp_path, 'float16')
     x, y = tf.constant(images(16, seed=3)), tf.zeros([16], tf.int32)

@@ -73,6 +73,7 @@ def draws_of_estimate(layer, x, calls=200, rows=250):
 
 @pytest.mark.parametrize('kwargs', [dict(n_dist='geometric'), dict(n_dist='poisson'), dict(n_samples=3),
                                     dict(exact_trace=True), dict(exact_trace=True, n_dist='poisson')])
+@pytest.mark.slow
 def test_training_estimate_is_unbiased(kwargs):
     layer = aligned_block(**kwargs)
     x = positive_points()
@@ -86,6 +87,7 @@ def test_training_estimate_is_unbiased(kwargs):
     assert np.min(np.abs(two_terms - exact) / se) > 5., (two_terms, exact, se)
 
 
+@pytest.mark.slow
 def test_a_long_fixed_series_is_the_exact_log_det():
     x = positive_points()
     exact_trace = aligned_block(exact_trace=True, n_power_series=40)

@@ -30,6 +30,7 @@ def test_flows_have_the_shapes_finite_gradients_and_about_bnafs_size(kind, dims)
     assert all(g is not None for g in tape.gradient(total, flow.variables))
 
 
+@pytest.mark.slow
 def test_density_samples_invert_to_their_base_points():
     flow = build_flow('bnaf', 3, hidden_dim=6, n_hidden=2, n_flows=2)
     points, kept = flow.density_samples(400, seed=2)  # at initialisation the image holds a few percent of the base
@@ -40,6 +41,7 @@ def test_density_samples_invert_to_their_base_points():
                                atol=1e-3)
 
 
+@pytest.mark.slow
 def test_the_last_bnaf_network_has_no_residual_so_far_latents_are_rejected():
     """The public layout: the last network is bounded, so the density BNAF reaches only a bounded set of latents."""
     flow = build_flow('bnaf', 2, hidden_dim=4, n_hidden=2, n_flows=2, residual='gated')
