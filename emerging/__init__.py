@@ -14,8 +14,14 @@ alone does not start TensorFlow.  Where things live:
 * emerging.data      input pipelines and data sets
 * emerging.cli       every command line (train.py, train_resflow.py, the density scripts, `emerging`)
 """
+import os
+
 from emerging import quiet
 from emerging.exports import lazy_exports
+
+# tf.keras as Keras 2 (tf_keras), the Keras of this package: TensorFlow then does not import Keras 3 when it
+# starts (about a third of `import tensorflow`, 3 s on 2 cores).  A setting of the user's own wins.
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
 __version__ = '0.3.0'
 

@@ -55,8 +55,8 @@ def main():
         layer.build([None, height, width, channels])
         z = tf.constant(rng.normal(size=[args.batch, height, width, channels]), tf.float32)
         zeros = tf.zeros([args.batch])
-        inverse = tf.function(lambda t: layer.reverse(t, zeros)[0], jit_compile=args.xla)
-        forward = tf.function(lambda t: layer.forward(t, zeros)[0], jit_compile=args.xla)
+        inverse = tf.function(lambda t: layer.reverse(t, zeros)[0], jit_compile=args.xla, autograph=False)
+        forward = tf.function(lambda t: layer.forward(t, zeros)[0], jit_compile=args.xla, autograph=False)
         k1 = layer.w1.numpy() * square_ar_mask(channels)
         k2 = layer.w2.numpy() * square_ar_mask(channels)[::-1, ::-1, ::-1, ::-1]
         z_np = z.numpy()

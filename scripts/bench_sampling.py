@@ -48,7 +48,7 @@ def sampler(size, width, permutation, args):
     model = Glow(config)
     init = np.random.default_rng(0).integers(0, 256, [16, size, size, 3]).astype(np.uint8)
     model.initialize(tf.constant(init))
-    sample = tf.function(lambda: model.sample(batch=args.batch, temperature=1.))
+    sample = tf.function(lambda: model.sample(batch=args.batch, temperature=1.), autograph=False)
     return lambda: sample().numpy()
 
 

@@ -90,7 +90,7 @@ def tfb_glow_step(args, x):
     optimizer = tf_keras.optimizers.Adamax(1e-4)
     x_float = tf.cast(x, tf.float32) / 256. - .5
 
-    @tf.function
+    @tf.function(autograph=False)
     def step(x):
         with tf.GradientTape() as tape:
             loss = -tf.reduce_mean(distribution.log_prob(x))

@@ -27,6 +27,8 @@ if WORKER:
 
 import pytest  # noqa: E402
 
+import emerging  # noqa: E402, F401  before any test module imports TensorFlow: the settings it starts with
+
 TURNSTILE, ROOM = 'serial-turnstile.lock', 'serial-room.lock'
 _seconds = {}
 

@@ -65,14 +65,16 @@ def run(args):
 
     images = tf.TensorSpec([None, *loaded.model_config.image_shape], tf.uint8)
 
-    @tf.function(input_signature=[images, tf.TensorSpec([None], tf.int32)])
+    @tf.function(input_signature=[images, tf.TensorSpec([None], tf.int32)], autograph=False)
     def bits_x(x, y):
         """Per-image bits_x, averaged over the K noise draws."""
         if args.n_dequant == 0:
             return model.losses_per_example(x, y, noise=False)['bits_x']
-        total = tf.zeros(tf.shape(x)[:1])
-        for _ in tf.range(args.n_dequant):
-            total += model.losses_per_example(x, y, noise=True)['bits_x']
+
+        def add_draw(k, total):
+            return k + 1, total + model.losses_per_example(x, y, noise=True)['bits_x']
+
+        _, total = tf.while_loop(lambda k, _: k < args.n_dequant, add_draw, (0, tf.zeros(tf.shape(x)[:1])))
         return total / args.n_dequant
 
     # float64 sums: sum of squares minus n * mean^2 loses little precision at these magnitudes

@@ -210,7 +210,7 @@ def _compute(model, data, source, names, n_examples):
     from emerging.data.images import ordered_split
 
     batch = data.local_batch_test
-    encode = tf.function(lambda x, y: model.encode(x, y, noise=False))  # one graph for all the batches
+    encode = tf.function(lambda x, y: model.encode(x, y, noise=False), autograph=False)  # one graph for all the batches
     sums = {name: np.zeros((2, *model.config.image_shape)) for name in names}
     counts = {name: np.zeros(2, np.int64) for name in names}
     used = 0

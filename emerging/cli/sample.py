@@ -63,7 +63,7 @@ def run(args):
 
     if args.seed is not None:
         tf.random.set_seed(args.seed)
-    sample = tf.function(lambda y, t: model.sample(y, t, seed=args.seed),
+    sample = tf.function(lambda y, t: model.sample(y, t, seed=args.seed), autograph=False,
                          input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32)])
     chunks = [labels[i:i + chunk] for i in range(0, args.n, chunk)]
     samples = np.stack([np.concatenate([sample(y, tf.fill([len(y)], t)).numpy() for y in chunks])

@@ -166,7 +166,7 @@ def main(argv=None, prog=PROG):
     train_step = clipped_train_step(lambda x: -tf.reduce_mean(density.log_prob(x)), variables, optimizer,
                                     args.clip_norm, after_update=polyak.update)
 
-    log_prob = tf.function(density.log_prob, reduce_retracing=True)
+    log_prob = tf.function(density.log_prob, reduce_retracing=True, autograph=False)
 
     def negative_log_likelihoods(data):
         return np.concatenate([-log_prob(tf.constant(data[k:k + args.batch_dim])).numpy()

@@ -201,15 +201,15 @@ def main(argv=None, prog=PROG):
         if energy_mode:
             target = np.exp(-toy2d.energy(args.dataset, grid) - log_z)
             model = flow.sampler_distribution()
-            samples = tf.function(lambda: model.sample(toy_plots.N_SAMPLES))()
+            samples = tf.function(lambda: model.sample(toy_plots.N_SAMPLES), autograph=False)()
             title = f'{args.flow}, step {step}'
         else:
             target = np.exp(toy2d.log_density(args.dataset, grid))
             model = flow.density_distribution()
             # compiled: BNAF's sampling is a root find; draws its last network cannot reach are rejected
-            samples, kept = tf.function(lambda: flow.density_samples(toy_plots.N_SAMPLES))()
+            samples, kept = tf.function(lambda: flow.density_samples(toy_plots.N_SAMPLES), autograph=False)()
             title = f'{args.flow}, step {step}' + (f' ({float(kept):.0%} of N(0, I))' if float(kept) < 1. else '')
-        learned = np.exp(tf.function(model.log_prob)(tf.constant(grid, tf.float32)).numpy())
+        learned = np.exp(tf.function(model.log_prob, autograph=False)(tf.constant(grid, tf.float32)).numpy())
         path = os.path.join(args.output_dir, f'step_{step}.png')
         return toy_plots.save_density_panels(path, target, learned, samples.numpy(), title)
 

@@ -68,7 +68,8 @@ class _Exported(tf.Module):
 
         inputs = _input_specs(model)
         for function in (bits_per_dim, log_prob, encode, decode, sample):
-            setattr(self, function.__name__, tf.function(function, input_signature=inputs[function.__name__]))
+            signature = inputs[function.__name__]
+            setattr(self, function.__name__, tf.function(function, input_signature=signature, autograph=False))
 
 
 def _input_specs(model) -> dict:

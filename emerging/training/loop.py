@@ -235,8 +235,8 @@ class Trainer:
 
     def inference(self):
         """Encode the test set to flat latents and decode them; returns (x, z, recon) of all processes."""
-        encode = tf.function(lambda x, y: self.model.flatten_latents(self.model.encode(x, y)))
-        decode = tf.function(lambda z, y: self.model.decode(self.model.unflatten_latents(z), y))
+        encode = tf.function(lambda x, y: self.model.flatten_latents(self.model.encode(x, y)), autograph=False)
+        decode = tf.function(lambda z, y: self.model.decode(self.model.unflatten_latents(z), y), autograph=False)
         xs, zs, recons = [], [], []
         for _ in self._iterations(0, self.config.full_test_its, 'inference'):
             x, y = next(self.test_iter)

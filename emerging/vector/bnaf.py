@@ -207,7 +207,8 @@ class BNAFNetwork(tf_keras.layers.Layer):
         y = mix * h + (1. - mix) * x
         return y, tf.reduce_sum(tf.nn.softplus(log_diag + self.gate) - tf.nn.softplus(self.gate), axis=1)
 
-    @tf.function(reduce_retracing=True)  # eagerly, every bisection step would be a Python loop of small ops
+    # compiled: eagerly, every bisection step would be a Python loop of small ops
+    @tf.function(reduce_retracing=True, autograph=False)
     def invert(self, y):
         """y [N, d] -> x with f(x) = y, dimension by dimension (bracket, then bisection); one loop over the
         dimensions, so that the graph holds one root find whatever d is."""

@@ -29,7 +29,7 @@ def clipped_train_step(loss_fn, variables, optimizer, clip_norm, after_update=No
       before it.
     """
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def step(x, lr):
         optimizer.learning_rate.assign(lr)
         with tf.GradientTape() as tape:

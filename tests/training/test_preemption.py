@@ -10,6 +10,16 @@ from emerging.training.preemption import Stopped, StopSignals
 from tests.helpers import StubDistributed
 
 
+def signal_handled(stops, signum):
+    """Send `signum` to this process and return once its handler ran: Python runs a handler in the main thread at
+    its next check, which can come a few statements later when another thread (TensorFlow's) took the signal."""
+    os.kill(os.getpid(), signum)
+    deadline = time.monotonic() + 10
+    while not stops.received[signum] and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert stops.received[signum]
+
+
 class TwoProcesses(StubDistributed):
     """Process 0 of 2 whose partner's counts are given."""
 
@@ -26,16 +36,17 @@ def test_a_signal_becomes_a_stop_request(signum):
     before = signal.getsignal(signum)
     with StopSignals(StubDistributed()) as stops:
         assert stops.poll() == (None, False)
-        os.kill(os.getpid(), signum)
+        signal_handled(stops, signum)
         assert stops.poll() == (signum, False) and stops.stop_signal == signum
     assert signal.getsignal(signum) is before
 
 
 def test_a_second_sigint_interrupts_at_once():
-    with StopSignals(StubDistributed()):
-        os.kill(os.getpid(), signal.SIGINT)
+    with StopSignals(StubDistributed()) as stops:
+        signal_handled(stops, signal.SIGINT)
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(10)  # the handler's KeyboardInterrupt ends the sleep as soon as it runs
 
 
 def test_every_process_stops_when_one_was_signalled():
