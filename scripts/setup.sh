@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything this project needs on a fresh Debian machine with Python 3.11
 # (run as root, or with sudo available for apt-get): Debian packages for Horovod,
-# a project virtualenv .venv with the pinned stack, and Horovod 0.28.1 built from
-# source with TensorFlow + MPI + Gloo.  Safe to run again: what is installed is kept.
+# a project virtualenv .venv with the pinned stack, and Horovod 0.28.1 built from its
+# source distribution, patched by scripts/horovod-0.28.1.patch, with TensorFlow + MPI +
+# Gloo.  Safe to run again: what is installed is kept.
 #
 #   --gpu (or EMERGING_GPU=1): for NVIDIA GPUs.  Checks first for the driver (nvidia-smi
 #       listing a GPU, driver 525 or newer) and a CUDA 12 toolkit (HOROVOD_CUDA_HOME, CUDA_HOME,
@@ -108,7 +109,7 @@ if [ "$GPU" = 1 ]; then
 fi
 
 # 1. Debian packages Horovod's build and mpiexec need.
-DEB_PACKAGES="cmake g++ openmpi-bin libopenmpi-dev libhighwayhash-dev libfarmhash-dev"
+DEB_PACKAGES="cmake g++ patch openmpi-bin libopenmpi-dev libhighwayhash-dev libfarmhash-dev"
 missing=""
 for pkg in $DEB_PACKAGES; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
@@ -121,7 +122,7 @@ if [ -n "$missing" ]; then
     || fail "apt-get install of$missing failed"
 fi
 if [ "$DRY_RUN" != 1 ]; then
-  for tool in mpiexec cmake g++; do
+  for tool in mpiexec cmake g++ patch; do
     command -v "$tool" >/dev/null || fail "$tool is missing after installing $DEB_PACKAGES"
   done
 fi
@@ -211,13 +212,25 @@ check_horovod() {
     grep -q "\[X\] $part" "$VENV/.horovod_check" || return 1
   done
 }
+# Its source distribution with the project's patch (scripts/horovod-0.28.1.patch says what and why), built in
+# .venv/horovod-build, which is removed after the build.
+HOROVOD_BUILD="$VENV/horovod-build"
+HOROVOD_SOURCE="$HOROVOD_BUILD/horovod-0.28.1"
 if ! check_horovod; then
   log "building Horovod 0.28.1 with ${REQUIRED_BUILD// /, } (a few minutes)"
   run $PIP install -q psutil pyyaml packaging cloudpickle cffi
+  run rm -rf "$HOROVOD_BUILD"
+  run mkdir -p "$HOROVOD_BUILD"
+  run $PIP download -q --no-deps --no-binary :all: --no-build-isolation -d "$HOROVOD_BUILD" horovod==0.28.1 \
+    || fail "could not download Horovod 0.28.1's source distribution"
+  run tar xzf "$HOROVOD_SOURCE.tar.gz" -C "$HOROVOD_BUILD" || fail "could not unpack $HOROVOD_SOURCE.tar.gz"
+  run patch -s -p1 -d "$HOROVOD_SOURCE" -i "$ROOT/scripts/horovod-0.28.1.patch" \
+    || fail "scripts/horovod-0.28.1.patch does not apply to Horovod 0.28.1's source distribution"
   run env HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 \
     HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS="-j$(nproc)" "${GPU_BUILD_ENV[@]}" \
-    $PIP install -q --no-cache-dir --no-build-isolation --force-reinstall --no-deps horovod==0.28.1 \
+    $PIP install -q --no-cache-dir --no-build-isolation --force-reinstall --no-deps "$HOROVOD_SOURCE" \
     || fail "building horovod 0.28.1 failed (see the pip output above)"
+  run rm -rf "$HOROVOD_BUILD"
   [ "$DRY_RUN" = 1 ] || check_horovod \
     || { cat "$VENV/.horovod_check" >&2; fail "horovodrun --check-build does not show ${REQUIRED_BUILD// /, }"; }
 fi

@@ -60,7 +60,8 @@ def machine(tmp_path):
     no nvidia-smi on PATH, no CUDA or NCCL variables, PYTHON this interpreter."""
     repo = tmp_path / 'repo'
     (repo / 'scripts').mkdir(parents=True)
-    shutil.copy(os.path.join(ROOT, 'scripts', 'setup.sh'), repo / 'scripts')
+    for name in ('setup.sh', 'horovod-0.28.1.patch'):
+        shutil.copy(os.path.join(ROOT, 'scripts', name), repo / 'scripts')
     for name in ('requirements.txt', 'setup.py'):
         shutil.copy(os.path.join(ROOT, name), repo)
     fake_bin = tmp_path / 'bin'
@@ -136,7 +137,7 @@ def test_gpu_dry_run_prints_the_cuda_install_and_the_nccl_build(machine, tmp_pat
     build = re.search(r'^setup\.sh: would run: env (.*)$', out, re.M)[1]
     for part in ('HOROVOD_WITH_TENSORFLOW=1', 'HOROVOD_WITH_MPI=1', 'HOROVOD_WITH_GLOO=1',
                  'HOROVOD_GPU_OPERATIONS=NCCL', f'HOROVOD_CUDA_HOME={cuda}', f'PATH={cuda}/bin:',
-                 f'HOROVOD_NCCL_HOME={nccl}', 'horovod==0.28.1'):
+                 f'HOROVOD_NCCL_HOME={nccl}', f'{repo}/.venv/horovod-build/horovod-0.28.1'):
         assert part in build, part
     assert out.endswith('setup.sh: dry run: nothing was installed or built\n')
 
@@ -165,9 +166,17 @@ def test_cpu_dry_run_builds_without_nccl_and_keeps_setuptools_below_81(machine):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "--upgrade pip wheel 'setuptools<81'" in result.stdout
     assert 'and-cuda' not in result.stdout and 'NCCL' not in result.stdout
-    assert re.search(r'^setup\.sh: would run: env HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 '
-                     r'HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS=-j\d+ \S+ -m pip install',
-                     result.stdout, re.M), result.stdout
+    source = f'{repo}/.venv/horovod-build/horovod-0.28.1'
+    lines = [line for line in result.stdout.splitlines() if 'horovod' in line.lower()]
+    # Horovod's source distribution downloaded, unpacked, patched by the project's patch, built, removed
+    assert re.fullmatch(r'setup\.sh: would run: \S+ -m pip download -q --no-deps --no-binary :all: '
+                        rf'--no-build-isolation -d {repo}/\.venv/horovod-build horovod==0\.28\.1', lines[-5]), lines
+    assert lines[-4] == f'setup.sh: would run: tar xzf {source}.tar.gz -C {repo}/.venv/horovod-build'
+    assert lines[-3] == f'setup.sh: would run: patch -s -p1 -d {source} -i {repo}/scripts/horovod-0.28.1.patch'
+    assert re.fullmatch(r'setup\.sh: would run: env HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 '
+                        r'HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS=-j\d+ \S+ -m pip install .* '
+                        rf'--no-deps {source}', lines[-2]), lines
+    assert lines[-1] == f'setup.sh: would run: rm -rf {repo}/.venv/horovod-build'
     assert 'unknown argument --cpu' in failure(setup_sh(repo, variables, '--cpu'))
 
 
