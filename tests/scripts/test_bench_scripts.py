@@ -102,7 +102,7 @@ def test_profile_step_names_the_ops(tmp_path):
 
 @pytest.mark.slow
 def test_bench_resflow_prints_the_memory_table_and_both_ratios():
-    out = run_script('bench_resflow.py', '--idim', '8', '--nblocks', '1-1-1', '--fc_idim', '8', '--terms', '2',
+    out = run_script('bench_resflow.py', '--idim', '8', '--nblocks', '1', '--fc_idim', '8', '--terms', '2',
                      '--batch', '2', '--steps', '1', '--repeats', '1')
     for row in ('backprop', 'neumann', 'neumann + mem_eff', 'Residual Flow, fc_end True', '1x1 Glow, K='):
         assert row in out
