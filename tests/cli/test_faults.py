@@ -401,7 +401,7 @@ def test_sigterm_to_one_process_stops_both_and_resumes_exactly(tmp_path):
     `stopped by SIGTERM`), and --resume ends with the model and optimiser variables and the train.txt of an
     uninterrupted two-process run.  Real command lines, each its own mpiexec launch: what is checked is how the
     job of train.py ends when one of its processes is signalled, so they cannot share test_horovod.py's launch."""
-    flags = [*INTERRUPTED, '--epochs', '6', '--n_train', '320']
+    flags = [*INTERRUPTED, '--epochs', '4', '--n_train', '320']
 
     def mpi_train(*extra, wait=True):
         command = [*mpiexec_command(2), sys.executable, os.path.join(ROOT, 'train.py'), *flags, *extra]

@@ -1,7 +1,7 @@
 """StopSignals: SIGTERM / SIGINT become a stop request at the next poll, agreed over processes; a second one of
 the same kind is no longer held back; time-based saves come due; handlers are restored on exit."""
-import os
 import signal
+import threading
 import time
 
 import pytest
@@ -10,14 +10,11 @@ from emerging.training.preemption import Stopped, StopSignals
 from tests.helpers import StubDistributed
 
 
-def signal_handled(stops, signum):
-    """Send `signum` to this process and return once its handler ran: Python runs a handler in the main thread at
-    its next check, which can come a few statements later when another thread (TensorFlow's) took the signal."""
-    os.kill(os.getpid(), signum)
-    deadline = time.monotonic() + 10
-    while not stops.received[signum] and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert stops.received[signum]
+def signal_this_thread(signum):
+    """Send `signum` to this (the main) thread: its handler runs before this returns.  A signal to the process may
+    be taken by another thread (TensorFlow's), and then its handler runs whenever the main thread next checks,
+    perhaps inside a garbage-collection callback that swallows the exception."""
+    signal.pthread_kill(threading.get_ident(), signum)
 
 
 class TwoProcesses(StubDistributed):
@@ -36,17 +33,17 @@ def test_a_signal_becomes_a_stop_request(signum):
     before = signal.getsignal(signum)
     with StopSignals(StubDistributed()) as stops:
         assert stops.poll() == (None, False)
-        signal_handled(stops, signum)
+        signal_this_thread(signum)
         assert stops.poll() == (signum, False) and stops.stop_signal == signum
     assert signal.getsignal(signum) is before
 
 
 def test_a_second_sigint_interrupts_at_once():
     with StopSignals(StubDistributed()) as stops:
-        signal_handled(stops, signal.SIGINT)
+        signal_this_thread(signal.SIGINT)
+        assert stops.received[signal.SIGINT]
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(10)  # the handler's KeyboardInterrupt ends the sleep as soon as it runs
+            signal_this_thread(signal.SIGINT)
 
 
 def test_every_process_stops_when_one_was_signalled():
