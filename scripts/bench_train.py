@@ -22,8 +22,9 @@ a K=32 train step in a fresh process per setting, its peak tensor memory
 (TensorFlow's allocator statistics) with and without gradient checkpointing.  Pipeline: images/s of the TFRecord input
 pipeline alone (shards written by this script) against the train step.
 
-Peak: the best float32 GFLOP/s of a 4096x4096 matrix product measured in the same run; the 1x1 step's FLOPs are
-counted from the layer shapes (`step_gflop`), and `fraction of fp32 peak: <P>` is its GFLOP/s over that peak.
+Peak: the best float32 GFLOP/s of a 4096x4096 matrix product measured in the same run (`repeats` rounds of 2
+products); the 1x1 step's FLOPs are counted from the layer shapes (`step_gflop`), and `fraction of fp32 peak: <P>`
+is its GFLOP/s over that peak.
 
 The last line is `train throughput vs tfb.Glow: <X>x`.
 """
@@ -122,7 +123,7 @@ def step_gflop(batch, depth, width, image_shape=IMAGE_SHAPE, levels=LEVELS):
     return 3. * forward * batch / 1e9
 
 
-def matmul_peak_gflops(n=4096, repeats=5):
+def matmul_peak_gflops(repeats, n=4096):
     """The best GFLOP/s of an n x n float32 matrix product (the machine's practical peak)."""
     a = tf.random.normal([n, n])
     b = tf.random.normal([n, n])
@@ -252,7 +253,7 @@ def main():
         print(f'{name:<24} | {params[name]:>10,} | {value:7.3f} | {args.batch / value:8.1f} | '
               f'{base / value:10.2f}x | {value / ours:10.2f}x')
 
-    gflop, peak = step_gflop(args.batch, args.depth, args.width), matmul_peak_gflops()
+    gflop, peak = step_gflop(args.batch, args.depth, args.width), matmul_peak_gflops(args.repeats)
     fraction = gflop / ours / peak
     print(f'\n1x1 step: {gflop:.1f} GFLOP (convolutions and matrix products, forward and backward) at '
           f'{gflop / ours:.0f} GFLOP/s; float32 4096x4096 matmul: {peak:.0f} GFLOP/s')
