@@ -1,5 +1,6 @@
 """StopSignals: SIGTERM / SIGINT become a stop request at the next poll, agreed over processes; a second one of
 the same kind is no longer held back; time-based saves come due; handlers are restored on exit."""
+import gc
 import signal
 import threading
 import time
@@ -11,10 +12,17 @@ from tests.helpers import StubDistributed
 
 
 def signal_this_thread(signum):
-    """Send `signum` to this (the main) thread: its handler runs before this returns.  A signal to the process may
-    be taken by another thread (TensorFlow's), and then its handler runs whenever the main thread next checks,
-    perhaps inside a garbage-collection callback that swallows the exception."""
-    signal.pthread_kill(threading.get_ident(), signum)
+    """Send `signum` to this (the main) thread, its handler run before this returns.  Sent to the process, the signal
+    may be taken by another thread (TensorFlow's) and its handler run whenever the main thread next checks.  The
+    garbage collector is paused meanwhile: a collection runs the Python code of its callbacks (Hypothesis registers
+    one), and a pending handler would run inside that callback, its KeyboardInterrupt swallowed."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        signal.pthread_kill(threading.get_ident(), signum)
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class TwoProcesses(StubDistributed):
@@ -38,12 +46,39 @@ def test_a_signal_becomes_a_stop_request(signum):
     assert signal.getsignal(signum) is before
 
 
-def test_a_second_sigint_interrupts_at_once():
+@pytest.fixture
+def handler_before(request):
+    """`request.param` as the signal's handler before the test (restored after it), whatever an earlier test in this
+    process left there."""
+    signum, handler = request.param
+    before = signal.signal(signum, handler)
+    yield handler
+    signal.signal(signum, before)
+
+
+@pytest.mark.parametrize('handler_before', [(signal.SIGINT, signal.default_int_handler)], indirect=True)
+def test_a_second_sigint_interrupts_at_once(handler_before):
+    """Python's own SIGINT handler (a fresh interpreter's) before: the second Ctrl-C is a KeyboardInterrupt."""
     with StopSignals(StubDistributed()) as stops:
         signal_this_thread(signal.SIGINT)
         assert stops.received[signal.SIGINT]
         with pytest.raises(KeyboardInterrupt):
             signal_this_thread(signal.SIGINT)
+
+
+CALLS = []
+
+
+@pytest.mark.parametrize('handler_before', [(signal.SIGTERM, lambda signum, frame: CALLS.append(signum))],
+                         indirect=True)
+def test_a_second_signal_goes_to_the_handler_there_was_before(handler_before):
+    CALLS.clear()
+    with StopSignals(StubDistributed()) as stops:
+        signal_this_thread(signal.SIGTERM)
+        assert stops.received[signal.SIGTERM] and CALLS == []
+        signal_this_thread(signal.SIGTERM)
+        assert CALLS == [signal.SIGTERM]
+    assert signal.getsignal(signal.SIGTERM) is handler_before
 
 
 def test_every_process_stops_when_one_was_signalled():
