@@ -1,5 +1,6 @@
 """StopSignals: SIGTERM / SIGINT become a stop request at the next poll, agreed over processes; a second one of
 the same kind is no longer held back; time-based saves come due; handlers are restored on exit."""
+import contextlib
 import gc
 import signal
 import threading
@@ -46,39 +47,38 @@ def test_a_signal_becomes_a_stop_request(signum):
     assert signal.getsignal(signum) is before
 
 
-@pytest.fixture
-def handler_before(request):
-    """`request.param` as the signal's handler before the test (restored after it), whatever an earlier test in this
-    process left there."""
-    signum, handler = request.param
+@contextlib.contextmanager
+def handler_before(signum, handler):
+    """`handler` as the signal's handler until the block ends, whatever an earlier test in this process left there."""
     before = signal.signal(signum, handler)
-    yield handler
-    signal.signal(signum, before)
+    try:
+        yield
+    finally:
+        signal.signal(signum, before)
 
 
-@pytest.mark.parametrize('handler_before', [(signal.SIGINT, signal.default_int_handler)], indirect=True)
-def test_a_second_sigint_interrupts_at_once(handler_before):
+def test_a_second_sigint_interrupts_at_once():
     """Python's own SIGINT handler (a fresh interpreter's) before: the second Ctrl-C is a KeyboardInterrupt."""
-    with StopSignals(StubDistributed()) as stops:
+    with handler_before(signal.SIGINT, signal.default_int_handler), StopSignals(StubDistributed()) as stops:
         signal_this_thread(signal.SIGINT)
         assert stops.received[signal.SIGINT]
         with pytest.raises(KeyboardInterrupt):
             signal_this_thread(signal.SIGINT)
 
 
-CALLS = []
+def test_a_second_signal_goes_to_the_handler_there_was_before():
+    calls = []
 
+    def record(signum, frame):
+        calls.append(signum)
 
-@pytest.mark.parametrize('handler_before', [(signal.SIGTERM, lambda signum, frame: CALLS.append(signum))],
-                         indirect=True)
-def test_a_second_signal_goes_to_the_handler_there_was_before(handler_before):
-    CALLS.clear()
-    with StopSignals(StubDistributed()) as stops:
-        signal_this_thread(signal.SIGTERM)
-        assert stops.received[signal.SIGTERM] and CALLS == []
-        signal_this_thread(signal.SIGTERM)
-        assert CALLS == [signal.SIGTERM]
-    assert signal.getsignal(signal.SIGTERM) is handler_before
+    with handler_before(signal.SIGTERM, record):
+        with StopSignals(StubDistributed()) as stops:
+            signal_this_thread(signal.SIGTERM)
+            assert stops.received[signal.SIGTERM] and calls == []
+            signal_this_thread(signal.SIGTERM)
+            assert calls == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is record
 
 
 def test_every_process_stops_when_one_was_signalled():
