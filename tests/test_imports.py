@@ -133,3 +133,19 @@ def test_tensorflow_free_modules_do_not_import_it():
     result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env(), capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('setting, keras', [(None, 'tf_keras'), ('0', 'keras')])
+def test_import_emerging_makes_tf_keras_keras_2_unless_the_user_chose(setting, keras):
+    """`import emerging` before TensorFlow: tf.keras is tf_keras and Keras 3 is not imported; a user's own
+    TF_USE_LEGACY_KERAS wins."""
+    code = ('import sys, emerging, tensorflow as tf\n'
+            'print(tf.keras.Sequential.__module__.split(".")[0], "keras" in sys.modules)')
+    variables = {k: v for k, v in env().items() if k != 'TF_USE_LEGACY_KERAS'}
+    if setting is not None:
+        variables['TF_USE_LEGACY_KERAS'] = setting
+    result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=variables, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == [keras, str(keras == 'keras')], result.stdout
