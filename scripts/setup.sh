@@ -137,6 +137,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   run "$PYTHON" -m venv "$VENV" || fail "could not create the virtualenv (is python3.11-venv installed?)"
 fi
 PIP="$VENV/bin/python -m pip"
+# uv installs the pinned stack: the same wheels as pip, downloaded, unpacked and byte-compiled in parallel (a fresh
+# requirements.txt install on 2 cores: 69 s instead of pip's 134 s).  --compile-bytecode as pip does: without .pyc
+# files every process would compile TensorFlow's Python anew.  --native-tls: the system's certificates, as pip.
+UV_VERSION=0.13.10
+UV_INSTALL=("$VENV/bin/uv" pip install -q --native-tls --compile-bytecode --python "$VENV/bin/python")
 STAMP="$VENV/.requirements.sha"
 if [ "$GPU" = 1 ]; then
   want=$(cat requirements.txt setup.py <(echo 'tensorflow[and-cuda]') | sha256sum | cut -d' ' -f1)
@@ -148,11 +153,11 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   installing_stack=1
   log "installing the pinned Python stack (requirements.txt)"
   # TensorBoard 2.18 imports pkg_resources, which setuptools 81 removed
-  run $PIP install -q --upgrade pip wheel 'setuptools<81'
-  run $PIP install -q -r requirements.txt || fail "pip install -r requirements.txt failed"
+  run $PIP install -q --upgrade pip wheel 'setuptools<81' "uv==$UV_VERSION"
+  run "${UV_INSTALL[@]}" -r requirements.txt || fail "uv pip install -r requirements.txt failed"
   if [ "$GPU" = 1 ]; then
     log "installing TensorFlow $TF_VERSION's CUDA libraries (tensorflow[and-cuda])"
-    run $PIP install -q "tensorflow[and-cuda]==$TF_VERSION" || fail "pip install tensorflow[and-cuda] failed"
+    run "${UV_INSTALL[@]}" "tensorflow[and-cuda]==$TF_VERSION" || fail "uv pip install tensorflow[and-cuda] failed"
   fi
   run $PIP install -q --no-deps -e . || fail "pip install -e . failed"
   [ "$DRY_RUN" = 1 ] || echo "$want" > "$STAMP"

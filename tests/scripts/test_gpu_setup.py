@@ -132,8 +132,10 @@ def test_gpu_dry_run_prints_the_cuda_install_and_the_nccl_build(machine, tmp_pat
     assert f'NVIDIA driver 550.54.15: 1 GPU(s)\nsetup.sh:   {GPU_LINE}' in out
     assert f'CUDA toolkit 12.5: {cuda}' in out and f'NCCL: {nccl} (NCCL_HOME)' in out
     pip = f'{repo}/.venv/bin/python -m pip install -q'
-    assert f"would run: {pip} --upgrade pip wheel 'setuptools<81'" in out
-    assert f"would run: {pip} 'tensorflow[and-cuda]=={pinned_tensorflow()}'" in out
+    assert f"would run: {pip} --upgrade pip wheel 'setuptools<81' uv==0.13.10" in out
+    uv = f'{repo}/.venv/bin/uv pip install -q --native-tls --compile-bytecode --python {repo}/.venv/bin/python'
+    assert f'would run: {uv} -r requirements.txt\n' in out
+    assert f"would run: {uv} 'tensorflow[and-cuda]=={pinned_tensorflow()}'" in out
     build = re.search(r'^setup\.sh: would run: env (.*)$', out, re.M)[1]
     for part in ('HOROVOD_WITH_TENSORFLOW=1', 'HOROVOD_WITH_MPI=1', 'HOROVOD_WITH_GLOO=1',
                  'HOROVOD_GPU_OPERATIONS=NCCL', f'HOROVOD_CUDA_HOME={cuda}', f'PATH={cuda}/bin:',
