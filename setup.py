@@ -7,15 +7,14 @@ with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'emerging', '
     VERSION = re.search(r"__version__ = '([^']+)'", f.read()).group(1)
 
 REQUIREMENTS = [
-    'tensorflow==2.18.1',
+    'tensorflow==2.21.0',
     'tensorflow-probability==0.25.0',
-    'tf-keras==2.18.0',
-    'keras==3.8.0',
-    'tensorflow-datasets==4.9.7',
-    'tensorflow-metadata==1.16.1',
+    'tf-keras==2.21.0',
+    'keras==3.15.1',
+    'tensorflow-datasets==4.9.10',
+    'tensorflow-metadata==1.21.0',
     'importlib_resources>=6,<7',  # tfds needs it to build (download) cifar10 / mnist
-    'protobuf==5.29.5',
-    'googleapis-common-protos>=1.56,<1.67',
+    'protobuf==7.36.2',
     'absl-py>=2.1,<3',
     'numpy>=1.26,<2.1',
     'scipy>=1.11,<1.15',
@@ -25,7 +24,8 @@ REQUIREMENTS = [
     'Pillow>=10,<12',
     'tqdm>=4.66,<5',
     'matplotlib>=3.8,<3.10',
-    'setuptools>=70,<81',  # TensorBoard 2.18 imports pkg_resources, which setuptools 81 and later no longer ship
+    'tensorboard==2.21.0',  # shows the logs' curves; TensorFlow 2.21 no longer requires it
+    'setuptools>=70,<81',  # Horovod's build uses it (--no-build-isolation): measured with 80
 ]
 
 setup(

@@ -1,6 +1,6 @@
 """TensorFlow's start-up noise, kept out of the output of the command lines and of notebooks.
 
-Importing TensorFlow 2.18 prints, on every machine, that the cuFFT, cuDNN and
+Importing TensorFlow (2.18 to 2.21) prints, on every machine, that the cuFFT, cuDNN and
 cuBLAS factories are registered twice (a known defect of that release's
 wheels: harmless), and on a machine without an NVIDIA driver its first device
 query prints `failed call to cuInit`.  None of it is the user's concern, and it

@@ -59,7 +59,7 @@ check_driver() {
   gpus=$(nvidia-smi -L 2>&1) || fail "no NVIDIA driver: nvidia-smi -L fails: $gpus"
   grep -q '^GPU [0-9]' <<< "$gpus" || fail "no NVIDIA driver: nvidia-smi lists no GPU ($gpus)"
   version=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n 1 || true)
-  # TensorFlow 2.18's CUDA 12.5 wheels run on drivers from 525.60.13 on (CUDA minor-version compatibility)
+  # TensorFlow 2.21's CUDA 12 wheels run on drivers from 525.60.13 on (CUDA minor-version compatibility)
   [ "${version%%.*}" -ge 525 ] 2>/dev/null \
     || fail "NVIDIA driver ${version:-of unknown version} is too old: TensorFlow's CUDA 12 wheels need 525 or newer"
   log "NVIDIA driver $version: $(grep -c '^GPU [0-9]' <<< "$gpus") GPU(s)"
@@ -152,7 +152,7 @@ installing_stack=0
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   installing_stack=1
   log "installing the pinned Python stack (requirements.txt)"
-  # TensorBoard 2.18 imports pkg_resources, which setuptools 81 removed
+  # setuptools below 81: Horovod's build below uses it (--no-build-isolation) and is measured with 80
   run $PIP install -q --upgrade pip wheel 'setuptools<81' "uv==$UV_VERSION"
   run "${UV_INSTALL[@]}" -r requirements.txt || fail "uv pip install -r requirements.txt failed"
   if [ "$GPU" = 1 ]; then
