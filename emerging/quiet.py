@@ -1,9 +1,10 @@
 """TensorFlow's start-up noise, kept out of the output of the command lines and of notebooks.
 
-Importing TensorFlow (2.18 to 2.21) prints, on every machine, that the cuFFT, cuDNN and
-cuBLAS factories are registered twice (a known defect of that release's
-wheels: harmless), and on a machine without an NVIDIA driver its first device
-query prints `failed call to cuInit`.  None of it is the user's concern, and it
+Importing TensorFlow prints, on every machine, that log messages go to stderr
+before absl's logging starts (2.18 also that the cuFFT, cuDNN and cuBLAS
+factories are registered twice, a harmless defect of its wheels), and on a
+machine without an NVIDIA driver its first device query prints `failed call
+to cuInit`.  None of it is the user's concern, and it
 buried our own first lines.  TF_CPP_MIN_LOG_LEVEL cannot hide them without
 also hiding TensorFlow's real errors (they are logged at the error level, some
 before logging is configured).

@@ -1,7 +1,6 @@
 """Run folders written by earlier versions (tests/runs/v0_2_0 and v0_3_0, each made by its make.sh with that
 version, both on TensorFlow 2.18) load with every kind of weights and give the latents (and, for Glow, the
 bits_x) that version's load_run gave; a run of 0.3.0 resumes where it stopped."""
-import json
 import os
 import shutil
 
@@ -12,7 +11,7 @@ import tensorflow as tf
 import emerging
 from emerging.cli.train import main as train_main
 from emerging.models.config import GlowConfig, ResFlowConfig
-from tests.helpers import DIGITS, run_main
+from tests.helpers import DIGITS, read_log, run_main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VERSIONS = ('v0_2_0', 'v0_3_0')
@@ -36,8 +35,7 @@ def test_a_run_of_an_earlier_version_loads_and_scores_the_same(version, run, con
 
 
 def epochs_logged(logdir):
-    with open(os.path.join(logdir, 'train.txt')) as f:
-        return [json.loads(line)['epoch'] for line in f.read().splitlines()[1:]]
+    return [line['epoch'] for line in read_log(os.path.join(logdir, 'train.txt'))[1]]
 
 
 def test_a_glow_run_of_0_3_resumes_where_it_stopped(tmp_path):
